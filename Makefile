@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make course` (the course) and `make test` (the tests).
+# Both create .venv on first use and install the project with its dev extras.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= auto
+
+.PHONY: course test bench venv clean-build
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+venv: $(VENV)/.installed
+
+## Execute every notebook in order with papermill (PROFILE=auto|smoke|laptop|full).
+course: $(VENV)/.installed
+	$(PY) -m course_utils.course --profile $(PROFILE)
+
+## The whole test suite (pytest's "no tests collected" exit code 5 fails, like any other).
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+## Speed benchmarks (not part of `make test`); DEVICE=cuda on a GPU.
+DEVICE ?= cpu
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks.run --device $(DEVICE)
+
+clean-build:
+	rm -rf build

@@ -1,0 +1,116 @@
+"""Batches from in-memory tensors: no worker processes, so it works in any notebook on any OS.
+
+The whole split lives as one uint8 tensor (on the GPU if you like: CIFAR-10 is 150 MB);
+each batch is gathered, augmented and normalized there with a few tensor ops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from course_utils.augment import normalize, random_crop_flip
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """A CPU generator for one epoch, derived from (seed, epoch) alone.
+
+    Deriving it (instead of carrying one generator across epochs) makes the data order of
+    any epoch reproducible on its own: resuming at epoch k needs no saved generator state.
+    """
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+class BatchIterator:
+    """Iterate over ``(images, labels)`` batches of an in-memory split.
+
+    Args:
+        images: uint8 ``(N, 32, 32, 3)`` (numpy, HWC) or ``(N, 3, 32, 32)`` (tensor, CHW).
+        labels: int ``(N,)``.
+        batch_size: images per batch; the last batch may be smaller (as a DataLoader's).
+        mean, std: per-channel normalization in [0, 1] units.
+        train: shuffle every epoch and augment; otherwise fixed order, no augmentation.
+        augment: with ``train``, apply random crop (``padding``) and horizontal flip (``flip``).
+        seed: seeds the per-epoch order and augmentation (see ``epoch_generator``).
+        device: where batches are produced.
+        keep_on_device: store the whole split on ``device`` (fast on a GPU) instead of on
+            the CPU with a copy per batch.
+        channels_last: return batches in channels-last memory format (faster convs).
+        rank, world_size: for data parallelism, each rank takes a disjoint, equal-sized shard
+            of every epoch's permutation.
+
+    Yields:
+        ``x``: float32 ``(B, 3, 32, 32)`` normalized images; ``y``: int64 ``(B,)``.
+    """
+
+    def __init__(
+        self,
+        images,
+        labels,
+        batch_size: int,
+        mean,
+        std,
+        *,
+        train: bool,
+        augment: bool = True,
+        padding: int = 4,
+        flip: bool = True,
+        seed: int = 0,
+        device="cpu",
+        keep_on_device: bool = True,
+        channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.device = torch.device(device)
+        storage = self.device if keep_on_device else torch.device("cpu")
+        images = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images
+        if images.shape[-1] == 3:  # HWC -> CHW
+            images = images.permute(0, 3, 1, 2)
+        self.images = images.contiguous().to(storage)
+        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(storage)
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        self.batch_size = batch_size
+        self.mean, self.std = mean, std
+        self.train, self.augment = train, augment
+        self.padding, self.flip = padding, flip
+        self.seed = seed
+        self.channels_last = channels_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order and augmentation the next iteration uses."""
+        self.epoch = epoch
+
+    def _order(self, generator: torch.Generator) -> torch.Tensor:
+        n = len(self.labels)
+        if not self.train:
+            return torch.arange(n)
+        perm = torch.randperm(n, generator=generator)
+        if self.world_size > 1:  # equal-length, disjoint shards of the same permutation
+            perm = perm[: n - n % self.world_size][self.rank :: self.world_size]
+        return perm
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        if self.train and self.world_size > 1:
+            n = n // self.world_size
+        return math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        generator = epoch_generator(self.seed, self.epoch)
+        order = self._order(generator)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size].to(self.images.device)
+            x = self.images[idx].to(self.device, non_blocking=True)
+            y = self.labels[idx].to(self.device, non_blocking=True)
+            if self.train and self.augment:
+                x = random_crop_flip(x, self.padding, self.flip, generator=generator)
+            x = normalize(x, self.mean, self.std)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, y
