@@ -21,6 +21,11 @@ def offline_data_dir() -> Path:
     return shared if (shared / "cifar10.npz").is_file() else REPO_ROOT / "data"
 
 
+def pytest_configure(config):
+    # Engine runs and subprocesses (train.py, torchrun, papermill) find the data through this.
+    os.environ.setdefault("COURSE_DATA_DIR", str(offline_data_dir()))
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = offline_data_dir()

@@ -1,0 +1,201 @@
+"""The training recipe as plain data: a dataclass, loaded from YAML, checked before anything runs.
+
+``configs/config.yaml`` is the reference recipe; every other config names only what it changes
+(``base: config.yaml``). Command-line and notebook overrides use ``key=value`` strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+
+
+class ConfigError(ValueError):
+    """A config is malformed; the message names the file and the key."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Every knob of a training run. Defaults are the reference recipe (``configs/config.yaml``)."""
+
+    # --- data
+    dataset: str = "cifar10"  # cifar10 | cifar100
+    data_dir: typing.Optional[str] = None  # None: $COURSE_DATA_DIR, else data/
+    split_seed: int = 42  # the fixed generator of the 40k/10k split
+    val_size: int = 10_000
+    train_per_class: typing.Optional[int] = None  # a stratified subset of the train split
+    val_per_class: typing.Optional[int] = None  # a stratified subset of the validation split
+    imbalance_ratio: typing.Optional[float] = None  # long-tailed train split (CIFAR-LT profile)
+    augment: bool = True  # random crop (pad 4) + horizontal flip, train batches only
+    crop_padding: int = 4
+    # --- model
+    model: str = "resnet18"
+    norm: str = "batch"  # batch | group
+    width: int = 64  # channels of the first stage; 64 is the real ResNet-18
+    init: str = "kaiming"
+    zero_init_residual: bool = False
+    sync_batchnorm: bool = False  # under DDP: share BatchNorm statistics across GPUs
+    # --- optimization
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.1
+    momentum: float = 0.9  # SGD momentum; AdamW's beta1
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    batch_size: int = 128  # the global batch: split across GPUs under DDP
+    epochs: int = 200
+    warmup_epochs: int = 5  # per-iteration linear warmup, then per-iteration cosine
+    eta_min: float = 1e-6  # the lr at the last step
+    label_smoothing: float = 0.0
+    class_weighting: str = "none"  # none | balanced (inverse class frequency in the loss)
+    # --- runtime
+    seed: int = 0
+    deterministic: bool = True
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    memory_format: str = "auto"  # auto (channels_last on GPU, contiguous on CPU) | channels_last | contiguous
+    compile: bool = False
+    keep_best: bool = True  # also keep (and finally evaluate) the best-by-validation weights
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A validated copy with ``changes`` applied."""
+        return from_dict({**self.to_dict(), **changes}, source="overrides")
+
+
+CHOICES = {
+    "dataset": ("cifar10", "cifar100"),
+    "norm": ("batch", "group"),
+    "optimizer": ("sgd", "adamw"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "class_weighting": ("none", "balanced"),
+    "memory_format": ("auto", "channels_last", "contiguous"),
+}
+# (minimum, maximum, minimum is exclusive)
+RANGES = {
+    "val_size": (1, None, False),
+    "train_per_class": (1, None, False),
+    "val_per_class": (1, None, False),
+    "imbalance_ratio": (1, None, False),
+    "crop_padding": (0, 16, False),
+    "width": (1, None, False),
+    "lr": (0, None, True),
+    "momentum": (0, 1, False),
+    "weight_decay": (0, None, False),
+    "batch_size": (1, None, False),
+    "epochs": (1, None, False),
+    "warmup_epochs": (0, None, False),
+    "eta_min": (0, None, False),
+    "label_smoothing": (0, 1, False),
+}
+
+
+def _field_types() -> dict[str, object]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _check_type(key: str, value, annotation, source: str):
+    """Coerce harmless cases (int for float) and reject the rest with one clear line."""
+    optional = typing.get_origin(annotation) is typing.Union
+    base = [a for a in typing.get_args(annotation) if a is not type(None)][0] if optional else annotation
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{source}: key '{key}' must be a {base.__name__}, got null")
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is int and isinstance(value, bool) or not isinstance(value, base):
+        raise ConfigError(f"{source}: key '{key}' must be a {base.__name__}, got {value!r}")
+    return value
+
+
+def from_dict(raw: dict, source: str = "config") -> TrainConfig:
+    """Build and validate a config; raises ``ConfigError`` naming ``source`` and the key."""
+    types = _field_types()
+    unknown = sorted(set(raw) - set(types))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{unknown[0]}' (valid keys: {', '.join(types)})")
+    values = {k: _check_type(k, v, types[k], source) for k, v in raw.items()}
+    config = TrainConfig(**values)
+    validate(config, source)
+    return config
+
+
+def validate(config: TrainConfig, source: str = "config") -> None:
+    """Range and choice checks that types cannot express."""
+    from course_utils.init import INIT_SCHEMES
+    from course_utils.models import list_models
+
+    choices = {**CHOICES, "model": tuple(list_models()), "init": tuple(INIT_SCHEMES)}
+    for key, allowed in choices.items():
+        value = getattr(config, key)
+        if value not in allowed:
+            raise ConfigError(f"{source}: key '{key}' is {value!r}, expected one of {', '.join(allowed)}")
+    for key, (low, high, exclusive) in RANGES.items():
+        value = getattr(config, key)
+        if value is None:
+            continue
+        if (value <= low if exclusive else value < low) or (high is not None and value > high):
+            bound = f"> {low}" if exclusive else f">= {low}"
+            bound += f" and <= {high}" if high is not None else ""
+            raise ConfigError(f"{source}: key '{key}' must be {bound}, got {value!r}")
+    if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
+        raise ConfigError(f"{source}: key 'warmup_epochs' ({config.warmup_epochs}) must be < epochs ({config.epochs})")
+    if config.eta_min > config.lr:
+        raise ConfigError(f"{source}: key 'eta_min' ({config.eta_min}) must be <= lr ({config.lr})")
+    if config.imbalance_ratio is not None and config.train_per_class is not None:
+        raise ConfigError(f"{source}: keys 'imbalance_ratio' and 'train_per_class' cannot both be set")
+    if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
+        raise ConfigError(f"{source}: key 'device' is {config.device!r}, expected auto, cpu, cuda or cuda:N")
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values, got {type(raw).__name__}")
+    return raw
+
+
+def load_config(path, overrides: typing.Sequence[str] | dict = ()) -> TrainConfig:
+    """Load a YAML config (following its ``base:`` chain) and apply ``key=value`` overrides."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if "base" in raw:
+        base_path = path.parent / str(raw.pop("base"))
+        merged = load_config(base_path).to_dict()
+        merged.update(raw)
+        raw = merged
+    config = from_dict(raw, source=str(path))
+    return apply_overrides(config, overrides, source=str(path)) if overrides else config
+
+
+def apply_overrides(config: TrainConfig, overrides, source: str = "overrides") -> TrainConfig:
+    """Apply ``["lr=0.05", "epochs=10"]`` (values parsed as YAML) or a dict of values."""
+    if isinstance(overrides, dict):
+        changes = dict(overrides)
+    else:
+        changes = {}
+        for item in overrides:
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"{source}: override {item!r} is not of the form key=value")
+            changes[key.strip()] = yaml.safe_load(text) if text.strip() else None
+    return from_dict({**config.to_dict(), **changes}, source=f"{source} with overrides")
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -1,0 +1,565 @@
+"""The training engine: one explicit loop that notebooks, ``train.py`` and papermill all use.
+
+A run lives in a directory:
+
+- ``config.yaml``       the resolved config
+- ``environment.json``  versions, device, precision and speed choices
+- ``metrics.csv``       one row per epoch
+- ``last.pt``           everything needed to resume, rewritten atomically after every epoch
+- ``best.pt``           the best-by-validation weights (``keep_best``)
+- ``final.json``        the final evaluation (train/val/test), or why the run stopped
+
+Calling ``train`` again on the same directory resumes after the last finished epoch, or
+returns the finished run without training (skip-if-trained).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from course_utils import data as data_lib
+from course_utils.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_atomically,
+)
+from course_utils.config import ConfigError, TrainConfig, from_dict, save_config
+from course_utils.evaluate import evaluate
+from course_utils.loader import BatchIterator
+from course_utils.models import create_model
+from course_utils.repro import (
+    autocast,
+    environment_fingerprint,
+    resolve_device,
+    resolve_channels_last,
+    resolve_precision,
+    seed_everything,
+    set_deterministic,
+)
+from course_utils.schedule import warmup_cosine
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_s"]
+# Keys that may change between a run and its resumption without changing the result's meaning.
+RUNTIME_KEYS = {"device", "compile", "data_dir", "memory_format"}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunDirError(RuntimeError):
+    """A run directory holds something that this call must not overwrite."""
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass
+class DataBundle:
+    """The three splits of a run as batch iterators, plus what describes them."""
+
+    train: BatchIterator
+    val: BatchIterator
+    test: BatchIterator
+    train_eval: BatchIterator  # the training split without augmentation, for the final table
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    train_labels: np.ndarray
+    data_source: Path
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(name: str, data_dir: str | None):
+    # Decompressing the 170 MB cache takes seconds: short runs in one process share it.
+    return data_lib.load_dataset(data_lib.SPECS[name], data_dir)
+
+
+def select_train_val(config: TrainConfig, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into the official training set) of the run's train and validation images."""
+    train_idx, val_idx = data_lib.split_train_val(len(labels), config.val_size, seed=config.split_seed)
+    if config.imbalance_ratio is not None:
+        train_idx = train_idx[data_lib.long_tailed_subset(labels[train_idx], config.imbalance_ratio, seed=config.split_seed)]
+    if config.train_per_class is not None:
+        train_idx = train_idx[data_lib.stratified_subset(labels[train_idx], config.train_per_class, seed=config.split_seed)]
+    if config.val_per_class is not None:
+        val_idx = val_idx[data_lib.stratified_subset(labels[val_idx], config.val_per_class, seed=config.split_seed)]
+    return train_idx, val_idx
+
+
+def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
+    """Load the dataset, split it, compute normalization on the train split, make the iterators."""
+    dataset = _load_cached(config.dataset, config.data_dir)
+    train_idx, val_idx = select_train_val(config, dataset.y_train)
+    mean, std = data_lib.channel_stats(dataset.x_train[train_idx])
+    per_rank_batch = max(config.batch_size // world_size, 1)
+    channels_last = resolve_channels_last(device, config.memory_format)
+    common = dict(mean=mean, std=std, device=device, channels_last=channels_last, seed=config.seed)
+
+    def split(images, labels, **kwargs):
+        return BatchIterator(images, labels, **{**common, **kwargs})
+
+    x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
+    return DataBundle(
+        train=split(x_train, y_train, batch_size=per_rank_batch, train=True, augment=config.augment,
+                    padding=config.crop_padding, rank=rank, world_size=world_size),
+        train_eval=split(x_train, y_train, batch_size=512, train=False),
+        val=split(dataset.x_train[val_idx], dataset.y_train[val_idx], batch_size=512, train=False),
+        test=split(dataset.x_test, dataset.y_test, batch_size=512, train=False),
+        classes=dataset.classes,
+        mean=mean,
+        std=std,
+        train_labels=y_train,
+        data_source=dataset.source,
+    )
+
+
+# --------------------------------------------------------------------------- model and optimizer
+
+
+def build_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
+    return create_model(config.model, num_classes=num_classes, norm=config.norm, width=config.width,
+                        init=config.init, zero_init_residual=config.zero_init_residual)
+
+
+def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(config.momentum, 0.999),
+                             weight_decay=config.weight_decay)
+
+
+def class_weights(config: TrainConfig, labels: np.ndarray, num_classes: int) -> torch.Tensor | None:
+    """``balanced``: weight ``n / (C * n_c)`` per class, so every class adds equally to the loss."""
+    if config.class_weighting == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return torch.tensor(len(labels) / (num_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- the run directory
+
+
+@dataclasses.dataclass
+class Run:
+    """A run directory's content, as ``train`` and ``load_run`` return it."""
+
+    run_dir: Path
+    config: TrainConfig
+    metrics: list[dict]
+    final: dict | None  # None while unfinished
+
+    @property
+    def finished(self) -> bool:
+        return self.final is not None and self.final.get("status") == "finished"
+
+    @property
+    def diverged(self) -> bool:
+        return self.final is not None and self.final.get("status") == "diverged"
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def write_metrics(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def load_run(run_dir) -> Run:
+    """Read a run directory (finished or not) without training."""
+    run_dir = Path(run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
+    config = from_dict(yaml.safe_load(config_path.read_text()), source=str(config_path))
+    final_path = run_dir / "final.json"
+    final = json.loads(final_path.read_text()) if final_path.exists() else None
+    return Run(run_dir, config, read_metrics(run_dir / "metrics.csv"), final)
+
+
+def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
+    existing = load_run(run_dir).config.to_dict()
+    for key, value in config.to_dict().items():
+        if key not in RUNTIME_KEYS and existing[key] != value:
+            raise RunDirError(
+                f"{run_dir}: holds a run with {key}={existing[key]!r}, not {value!r}; "
+                "use another run directory or delete this one"
+            )
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclasses.dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group when launched by ``torchrun`` (NCCL on GPUs, gloo on CPUs)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _all_reduce_sum(values: torch.Tensor, dist_info: DistInfo) -> torch.Tensor:
+    if dist_info.enabled:
+        import torch.distributed as dist
+
+        dist.all_reduce(values)
+    return values
+
+
+def _average_buffers(model: torch.nn.Module, dist_info: DistInfo) -> None:
+    """Average BatchNorm running statistics over ranks at the end of every epoch.
+
+    In training each rank normalizes with the statistics of its own per-GPU batch (as
+    single-GPU BatchNorm does at that batch size; ``sync_batchnorm`` shares them instead).
+    The running estimates drift apart between ranks; averaging them makes evaluation and
+    checkpoints use all ranks' data and keeps every rank's weights identical.
+    """
+    if not dist_info.enabled:
+        return
+    import torch.distributed as dist
+
+    for buffer in model.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(dist_info.world_size)
+
+
+def _barrier(dist_info: DistInfo) -> None:
+    if dist_info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer, to compare weights across ranks or runs."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _progress(iterable, total: int, description: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=description, leave=False, dynamic_ncols=True)
+
+
+def format_epoch(row: dict, epochs: int) -> str:
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.5f}  "
+        f"train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:6.2f}%  "
+        f"val loss {row['val_loss']:.4f} acc {100 * row['val_acc']:6.2f}%  "
+        f"{row['epoch_seconds']:6.1f}s  {row['images_per_s']:7.0f} img/s"
+    )
+
+
+def train(
+    config: TrainConfig,
+    run_dir=None,
+    *,
+    resume: bool = True,
+    progress: bool = True,
+    log=print,
+    stop_after_epochs: int | None = None,
+) -> Run:
+    """Train ``config`` in ``run_dir`` and return the run.
+
+    Args:
+        config: the recipe (validated already by ``load_config``/``from_dict``).
+        run_dir: where the run lives; default ``experiments/<model>-<dataset>-seed<seed>``.
+        resume: continue a run found in ``run_dir`` (or return it, if finished). With
+            ``resume=False`` an existing run there is an error: nothing is overwritten.
+        progress: a tqdm bar per epoch (a widget in Jupyter, text in a terminal).
+        log: called with one line per event (device choices, each epoch's metrics).
+        stop_after_epochs: stop (without the final evaluation) once this many epochs of the
+            run are done, e.g. to show a disconnect and a resume in a lesson.
+
+    Raises:
+        TrainingDiverged: the loss became non-finite; ``final.json`` records where.
+        RunDirError: ``run_dir`` holds a different run, or a run and ``resume=False``.
+    """
+    dist_info = init_distributed()
+    run_dir = Path(run_dir) if run_dir is not None else DEFAULT_EXPERIMENTS_DIR / f"{config.model}-{config.dataset}-seed{config.seed}"
+    if not dist_info.is_main:
+        log = lambda *args, **kwargs: None  # noqa: E731 - only rank 0 talks
+        progress = False
+    checkpoint_path = run_dir / "last.pt"
+    if (run_dir / "config.yaml").exists():
+        if not resume:
+            raise RunDirError(f"{run_dir}: already holds a run; resume it or choose another run directory")
+        _check_same_recipe(run_dir, config)
+        existing = load_run(run_dir)
+        if existing.final is not None:
+            log(f"{run_dir}: {existing.final['status']} run found, not training again")
+            return existing
+
+    device = resolve_device(config.device)
+    if device.type == "cuda" and dist_info.enabled:
+        device = torch.device("cuda", dist_info.local_rank)
+        torch.cuda.set_device(device)
+    precision = resolve_precision(device, config.precision)
+    channels_last = resolve_channels_last(device, config.memory_format)
+    set_deterministic(config.deterministic, device)
+    seed_everything(config.seed)
+
+    bundle = build_data(config, device, dist_info.rank, dist_info.world_size)
+    num_classes = len(bundle.classes)
+    model = build_model(config, num_classes).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if dist_info.enabled and config.sync_batchnorm:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    optimizer = build_optimizer(config, model)
+    steps_per_epoch = len(bundle.train)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = warmup_cosine(optimizer, total_steps, steps_per_epoch * config.warmup_epochs, config.eta_min)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    weights = class_weights(config, bundle.train_labels, num_classes)
+    criterion = torch.nn.CrossEntropyLoss(
+        weight=None if weights is None else weights.to(device), label_smoothing=config.label_smoothing)
+
+    start_epoch, metrics, best = 0, [], {"val_acc": -1.0, "epoch": 0}
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"])
+        start_epoch, metrics, best = state["epoch"], list(state["metrics"]), dict(state["best"])
+        log(f"resuming {run_dir} after epoch {start_epoch}/{config.epochs}")
+
+    trainable = model
+    if dist_info.enabled:
+        trainable = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        trainable = torch.compile(trainable)
+
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        environment = environment_fingerprint(device)
+        environment.update(precision=precision, channels_last=channels_last, compile=config.compile,
+                           deterministic=config.deterministic, world_size=dist_info.world_size,
+                           data_source=str(bundle.data_source.name), steps_per_epoch=steps_per_epoch)
+        _write_json(run_dir / "environment.json", environment)
+        write_metrics(run_dir / "metrics.csv", metrics)  # drops rows written after the checkpoint
+    log(f"device {device} ({environment_fingerprint(device)['device_name']}), precision {precision}, "
+        f"channels_last {channels_last}, compile {config.compile}, "
+        f"world size {dist_info.world_size}, {steps_per_epoch} steps/epoch")
+
+    sync_every = 1 if device.type == "cpu" else 25  # a GPU sync per step would cost speed
+    for epoch in range(start_epoch, config.epochs):
+        if stop_after_epochs is not None and epoch >= stop_after_epochs:
+            log(f"stopped after epoch {epoch} as asked; train() again on {run_dir} to resume")
+            return load_run(run_dir) if dist_info.is_main else Run(run_dir, config, metrics, None)
+        bundle.train.set_epoch(epoch)
+        trainable.train()
+        losses = torch.zeros(steps_per_epoch, device=device)
+        correct = torch.zeros((), device=device)
+        seen = 0
+        started = time.perf_counter()
+        batches = _progress(bundle.train, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
+        for step, (x, y) in enumerate(batches):
+            with autocast(device, precision):
+                out = trainable(x)
+                loss = criterion(out, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses[step] = loss.detach().float()
+            correct += (out.argmax(1) == y).sum()
+            seen += len(y)
+            if (step + 1) % sync_every == 0 or step + 1 == steps_per_epoch:
+                _stop_if_diverged(losses[: step + 1], epoch, lambda i: _lr_of_step(scheduler, epoch * steps_per_epoch + i),
+                                  run_dir, dist_info, log)
+                if progress:
+                    batches.set_postfix(loss=f"{losses[step].item():.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
+        totals = _all_reduce_sum(torch.stack([losses.sum(), correct, torch.tensor(float(seen), device=device),
+                                              torch.tensor(float(steps_per_epoch), device=device)]), dist_info)
+        _average_buffers(model, dist_info)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - started
+        val = evaluate(model, bundle.val, precision)
+        row = {
+            "epoch": epoch + 1,
+            "lr": _lr_of_step(scheduler, (epoch + 1) * steps_per_epoch - 1),  # the epoch's last step
+            "train_loss": float(totals[0] / totals[3]),
+            "train_acc": float(totals[1] / totals[2]),
+            "val_loss": val["loss"],
+            "val_acc": val["accuracy"],
+            "epoch_seconds": time.perf_counter() - started,
+            "images_per_s": float(totals[2]) / train_seconds,
+        }
+        metrics.append(row)
+        log(format_epoch(row, config.epochs))
+        if dist_info.is_main:
+            if config.keep_best and row["val_acc"] > best["val_acc"]:
+                best = {"val_acc": row["val_acc"], "epoch": row["epoch"]}
+                save_atomically({"model": model.state_dict(), "epoch": row["epoch"], "val_acc": row["val_acc"]},
+                                run_dir / "best.pt")
+            write_metrics(run_dir / "metrics.csv", metrics)
+            save_atomically(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
+                 "rng": capture_rng_state(), "config": config.to_dict(), "metrics": metrics, "best": best},
+                checkpoint_path)
+        _barrier(dist_info)
+
+    final = _final_evaluation(model, bundle, precision, run_dir, best, config)
+    final["rank_weight_digests"] = _gather_digests(model, dist_info)
+    if dist_info.is_main:
+        _write_json(run_dir / "final.json", final)
+    _barrier(dist_info)
+    log(format_final(final))
+    return Run(run_dir, config, metrics, final)
+
+
+def _lr_of_step(scheduler, global_step: int) -> float:
+    """The learning rate that optimizer step ``global_step`` used (0-based, whole run)."""
+    return scheduler.base_lrs[0] * scheduler.lr_lambdas[0](global_step)
+
+
+def _stop_if_diverged(losses, epoch, lr_of_step, run_dir, dist_info, log) -> None:
+    finite = torch.isfinite(losses)
+    if bool(finite.all()):
+        return
+    bad_step = int((~finite).nonzero()[0])  # the first non-finite step of this epoch
+    lr = lr_of_step(bad_step)
+    kept = (f"the last good checkpoint (epoch {epoch}) is kept in {run_dir}" if epoch
+            else "no epoch had finished, so there is no checkpoint")
+    message = (f"loss became {losses[bad_step].item()} at epoch {epoch + 1}, step {bad_step + 1} "
+               f"(lr {lr:.4g}); training stopped: {kept}")
+    if dist_info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "final.json", {"status": "diverged", "epoch": epoch + 1, "step": bad_step + 1,
+                                             "lr": lr, "message": message})
+    log(message)
+    raise TrainingDiverged(message)
+
+
+def _gather_digests(model, dist_info: DistInfo) -> list[str]:
+    digest = weights_digest(model)
+    if not dist_info.enabled:
+        return [digest]
+    import torch.distributed as dist
+
+    digests = [None] * dist_info.world_size
+    dist.all_gather_object(digests, digest)
+    return digests
+
+
+def evaluation_table(model, bundle: DataBundle, precision: str = "fp32") -> dict:
+    """``{"train"|"val"|"test": {"loss", "accuracy"}}``; train is evaluated without augmentation."""
+    return {name: evaluate(model, batches, precision)
+            for name, batches in (("train", bundle.train_eval), ("val", bundle.val), ("test", bundle.test))}
+
+
+def _final_evaluation(model, bundle: DataBundle, precision, run_dir: Path, best: dict, config) -> dict:
+    """The table on the last weights and, if kept and different, the best-by-validation weights.
+
+    The test set is evaluated here once, after training: nothing is ever chosen by it.
+    """
+    final = {"status": "finished", "epochs": config.epochs, "data_source": bundle.data_source.name,
+             "last": evaluation_table(model, bundle, precision)}
+    if config.keep_best:
+        if best["epoch"] == config.epochs:
+            final["best"] = {"epoch": config.epochs, **final["last"]}
+        else:
+            best_model = load_weights(run_dir, "best", device=next(model.parameters()).device)[0]
+            final["best"] = {"epoch": best["epoch"], **evaluation_table(best_model, bundle, precision)}
+    return final
+
+
+def format_final(final: dict) -> str:
+    """The final train/val/test table as text (accuracy in %, cross-entropy loss)."""
+    lines = [f"{'weights':<18}{'split':<7}{'accuracy':>10}{'loss':>9}"]
+    for which in ("last", "best"):
+        if which not in final:
+            continue
+        label = "last epoch" if which == "last" else f"best val (ep {final['best']['epoch']})"
+        for split in ("train", "val", "test"):
+            r = final[which][split]
+            lines.append(f"{label:<18}{split:<7}{100 * r['accuracy']:>9.2f}%{r['loss']:>9.4f}")
+    return "\n".join(lines)
+
+
+def load_weights(run_dir, which: str = "last", device="cpu") -> tuple[torch.nn.Module, TrainConfig]:
+    """The model of a run with its ``last`` or ``best`` weights, in eval mode."""
+    run = load_run(run_dir)
+    path = Path(run_dir) / ("last.pt" if which == "last" else "best.pt")
+    state = load_checkpoint(path, map_location=device)
+    num_classes = data_lib.SPECS[run.config.dataset].num_classes
+    model = build_model(run.config, num_classes).to(device)
+    model.load_state_dict(state["model"])
+    if resolve_channels_last(torch.device(device), run.config.memory_format):
+        model = model.to(memory_format=torch.channels_last)
+    return model.eval(), run.config
+
+
+__all__ = [
+    "ConfigError", "CheckpointError", "DataBundle", "Run", "RunDirError", "TrainingDiverged",
+    "build_data", "build_model", "build_optimizer", "evaluation_table", "format_final", "load_run", "load_weights",
+    "read_metrics", "select_train_val", "train",
+]

@@ -1,0 +1,256 @@
+"""The training engine: schedule, configs, a real smoke run, resume after a kill, divergence, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_utils.checkpoint import CheckpointError, load_checkpoint, save_atomically
+from course_utils.config import ConfigError, TrainConfig, load_config
+from course_utils.engine import TrainingDiverged, load_run, read_metrics, train
+from course_utils.schedule import lr_at
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SMOKE = REPO_ROOT / "configs" / "smoke.yaml"
+# A tiny run for the mechanics tests (resume, DDP): seconds per epoch on 2 CPU cores.
+TINY_OVERRIDES = ["train_per_class=40", "val_per_class=10", "width=8", "epochs=3",
+                  "warmup_epochs=1", "batch_size=40"]
+TIMING_COLUMNS = {"epoch_seconds", "images_per_s"}
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_reference_schedule_hits_its_landmarks():
+    config = load_config(REPO_ROOT / "configs" / "config.yaml")
+    steps_per_epoch = -(-40000 // config.batch_size)  # 313: the last batch holds 64 images
+    total, warmup = steps_per_epoch * config.epochs, steps_per_epoch * config.warmup_epochs
+
+    def lr(step):
+        return lr_at(step, total, warmup, config.lr, config.eta_min)
+
+    assert lr(0) == pytest.approx(0.1 / 1565), "the first step should be 1/1565 of the peak"
+    assert lr(warmup - 1) == pytest.approx(0.1), "warmup should end exactly at lr 0.1"
+    assert lr(warmup) == pytest.approx(0.1)
+    halfway = warmup + (total - 1 - warmup) / 2
+    assert halfway == int(halfway)
+    assert lr(int(halfway)) == pytest.approx((0.1 + 1e-6) / 2), "half-way through the cosine"
+    assert lr(total - 1) == pytest.approx(1e-6, abs=1e-12), "the last step of epoch 200 should be 1e-6"
+    assert all(lr(s) >= lr(s + 1) for s in range(warmup, total - 1, 97)), "cosine should only decrease"
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def test_reference_config_is_the_recipe():
+    c = load_config(REPO_ROOT / "configs" / "config.yaml")
+    assert (c.dataset, c.split_seed, c.val_size, c.augment, c.crop_padding) == ("cifar10", 42, 10000, True, 4)
+    assert (c.model, c.norm, c.width, c.init) == ("resnet18", "batch", 64, "kaiming")
+    assert (c.optimizer, c.lr, c.momentum, c.nesterov, c.weight_decay) == ("sgd", 0.1, 0.9, False, 5e-4)
+    assert (c.batch_size, c.epochs, c.warmup_epochs, c.eta_min) == (128, 200, 5, 1e-6)
+    assert (c.label_smoothing, c.deterministic) == (0.0, True)
+    assert c == TrainConfig(), "configs/config.yaml and the dataclass defaults disagree"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("base: config.yaml\nlearning_rate: 0.1\n", "unknown key 'learning_rate'"),
+    ("base: config.yaml\nepochs: 0\n", "key 'epochs' must be >= 1, got 0"),
+    ("base: config.yaml\nbatch_size: 0\n", "key 'batch_size' must be >= 1, got 0"),
+    ("base: config.yaml\nepochs: ten\n", "key 'epochs' must be a int, got 'ten'"),
+    ("base: config.yaml\nlr: true\n", "key 'lr' must be a float, got True"),
+    ("base: config.yaml\nmodel: resnet19\n", "key 'model' is 'resnet19', expected one of"),
+    ("base: config.yaml\nnorm: layer\n", "key 'norm' is 'layer', expected one of batch, group"),
+    ("base: config.yaml\noptimizer: adam\n", "key 'optimizer' is 'adam', expected one of sgd, adamw"),
+    ("base: config.yaml\nlr: -0.1\n", "key 'lr' must be > 0"),
+    ("epochs: [1, 2\n", "not valid YAML"),
+    ("- just\n- a list\n", "expected a mapping"),
+])
+def test_bad_configs_fail_with_one_line_naming_the_file_and_key(tmp_path, text, expected):
+    (tmp_path / "config.yaml").write_text((REPO_ROOT / "configs" / "config.yaml").read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert expected in str(err.value) and str(bad) in str(err.value), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_override_is_rejected():
+    with pytest.raises(ConfigError, match="key 'epochs' must be >= 1"):
+        load_config(SMOKE, ["epochs=0"])
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        load_config(SMOKE, ["epochs"])
+
+
+def test_bad_config_on_the_command_line_writes_nothing_and_keeps_an_existing_run(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.csv").write_text("precious\n")
+    result = subprocess.run([sys.executable, "train.py", "--config", str(SMOKE), "--run-dir", str(run_dir),
+                             "--set", "batch_size=0"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "key 'batch_size' must be >= 1, got 0" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["metrics.csv"]
+    assert (run_dir / "metrics.csv").read_text() == "precious\n"
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_atomically({"epoch": 1, "weights": torch.ones(3)}, path)
+    real_save = torch.save
+
+    def save_half_then_die(obj, f, *args, **kwargs):
+        real_save({"format": "partial"}, f)
+        raise KeyboardInterrupt  # killed while writing
+
+    monkeypatch.setattr(torch, "save", save_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        save_atomically({"epoch": 2, "weights": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1 and torch.equal(state["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"], "a temporary file was left behind"
+
+
+class NotAWeight:  # a pickled object: weights_only loading must refuse it
+    pass
+
+
+@pytest.mark.parametrize("kind", ["truncated", "foreign pickle", "not ours", "garbage"])
+def test_bad_checkpoints_give_a_clear_error(tmp_path, kind):
+    path = tmp_path / "x.pt"
+    if kind == "truncated":
+        save_atomically({"epoch": 1, "weights": torch.ones(1000)}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    elif kind == "foreign pickle":
+        torch.save({"format": "course_utils.checkpoint/1", "obj": NotAWeight()}, path)
+    elif kind == "not ours":
+        torch.save({"state_dict": {}}, path)
+    else:
+        path.write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- real runs
+
+
+def test_smoke_run_learns_well_beyond_chance(tmp_path, data_dir):
+    config = load_config(SMOKE, ["epochs=2", "train_per_class=200", "warmup_epochs=0", "lr=0.05"])
+    run = train(config, tmp_path / "run", progress=False, log=lambda *a: None)
+    assert run.finished
+    assert [row["epoch"] for row in run.metrics] == [1, 2]
+    # Chance is 10%; with 500 validation images the standard error of an accuracy is <= 2.3
+    # points, so 25% is far outside what a model that learned nothing could reach by luck.
+    val_acc = run.final["last"]["val"]["accuracy"]
+    assert val_acc >= 0.25, f"validation accuracy {val_acc:.3f} after 2 epochs: not learning"
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "environment.json", "metrics.csv", "last.pt", "best.pt", "final.json"} <= files
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert env["precision"] == "fp32" and env["device"] == "cpu" and env["data_source"] == "cifar10.npz"
+    # Skip-if-trained: a second call returns the finished run without training.
+    again = train(config, tmp_path / "run", progress=False, log=lambda *a: None)
+    assert again.final == run.final
+
+
+def test_a_different_recipe_never_overwrites_a_run(tmp_path, data_dir):
+    from course_utils.engine import RunDirError
+
+    config = load_config(SMOKE, TINY_OVERRIDES + ["epochs=1", "warmup_epochs=0"])
+    train(config, tmp_path / "run", progress=False, log=lambda *a: None)
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    with pytest.raises(RunDirError, match="lr=0.1, not 0.2"):
+        train(config.replace(lr=0.2), tmp_path / "run", progress=False, log=lambda *a: None)
+    with pytest.raises(RunDirError, match="already holds a run"):
+        train(config, tmp_path / "run", resume=False, progress=False, log=lambda *a: None)
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
+def test_divergence_at_a_huge_lr_stops_with_a_clear_message(tmp_path, data_dir):
+    config = load_config(SMOKE, TINY_OVERRIDES + ["lr=1.0e+6", "warmup_epochs=0", "eta_min=0.0"])
+    with pytest.raises(TrainingDiverged) as err:
+        train(config, tmp_path / "run", progress=False, log=lambda *a: None)
+    message = str(err.value)
+    assert "loss became nan" in message or "loss became inf" in message, message
+    match = re.search(r"at epoch 1, step (\d+) \(lr ([0-9.e+]+)\)", message)
+    assert match, message
+    step, lr = int(match.group(1)), float(match.group(2))
+    total_steps = 3 * 10  # 400 images / batch 40, 3 epochs, cosine from 1e6 to 0
+    assert lr == pytest.approx(lr_at(step - 1, total_steps, 0, 1e6, 0.0), rel=1e-3), "wrong step's lr"
+    final = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert final["status"] == "diverged" and final["epoch"] == 1
+    # Asking again reports the stopped run instead of training or crashing.
+    assert load_run(tmp_path / "run").diverged
+
+
+def _train_cmd(run_dir: Path, *extra: str) -> list[str]:
+    overrides = [arg for item in TINY_OVERRIDES for arg in ("--set", item)]
+    return [sys.executable, "train.py", "--config", str(SMOKE), "--run-dir", str(run_dir), "--no-progress",
+            *overrides, *extra]
+
+
+def test_killed_mid_epoch_and_resumed_equals_an_uninterrupted_run(tmp_path, data_dir):
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    reference = subprocess.run(_train_cmd(tmp_path / "reference"), cwd=REPO_ROOT, env=env,
+                               capture_output=True, text=True)
+    assert reference.returncode == 0, reference.stderr
+
+    run_dir = tmp_path / "interrupted"
+    proc = subprocess.Popen(_train_cmd(run_dir), cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (run_dir / "last.pt").exists():  # epoch 1 is done: kill during epoch 2
+        assert proc.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    epochs_done = load_checkpoint(run_dir / "last.pt")["epoch"]
+    assert epochs_done < 3, "the kill came after the run had finished"
+    assert not (run_dir / "final.json").exists()
+
+    resumed = subprocess.run(_train_cmd(run_dir, "--resume"), cwd=REPO_ROOT, env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {run_dir} after epoch {epochs_done}/3" in resumed.stdout
+
+    ref_state = load_checkpoint(tmp_path / "reference" / "last.pt")["model"]
+    new_state = load_checkpoint(run_dir / "last.pt")["model"]
+    for name, tensor in ref_state.items():
+        assert torch.equal(tensor, new_state[name]), f"{name} differs after kill-and-resume"
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_COLUMNS} for r in rows]  # noqa: E731
+    assert strip(read_metrics(run_dir / "metrics.csv")) == strip(read_metrics(tmp_path / "reference" / "metrics.csv"))
+    ref_final = json.loads((tmp_path / "reference" / "final.json").read_text())
+    new_final = json.loads((run_dir / "final.json").read_text())
+    assert new_final == ref_final
+
+
+def test_two_process_ddp_run_keeps_ranks_identical(tmp_path, data_dir):
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           *_train_cmd(run_dir, "--set", "epochs=2")[1:]]
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    final = json.loads((run_dir / "final.json").read_text())
+    digests = final["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1], f"ranks diverged: {digests}"
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "environment.json", "metrics.csv", "last.pt", "best.pt", "final.json"} <= files
+    assert json.loads((run_dir / "environment.json").read_text())["world_size"] == 2
+    assert len(read_metrics(run_dir / "metrics.csv")) == 2
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")], "only rank 0 should write, once"
