@@ -75,6 +75,7 @@ class Dataset:
     classes: list[str]
     source: Path  # the cache file these arrays came from
     extra: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    note: str = ""  # the cache's optional ``note`` key, e.g. "synthetic test data"; show it
 
     @property
     def num_classes(self) -> int:
@@ -131,6 +132,7 @@ def read_cache(path: Path, spec: DatasetSpec = CIFAR10) -> Dataset:
             if missing:
                 raise DataError(f"{path}: not a {spec.name} cache: missing key(s) {missing}")
             arrays = {k: npz[k] for k in _required_keys(spec)}
+            note = str(npz["note"]) if "note" in npz.files else ""
     except DataError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
@@ -146,6 +148,7 @@ def read_cache(path: Path, spec: DatasetSpec = CIFAR10) -> Dataset:
         classes=[str(c) for c in arrays["classes"]],
         source=path,
         extra=extra,
+        note=note,
     )
 
 

@@ -1,0 +1,81 @@
+"""``make course``: execute every lesson notebook in order with papermill.
+
+``python -m course_utils.course --profile smoke [--only 03 05] [--build-dir build/course]``
+
+Executed copies go to ``build/course/<profile>/`` (never committed); the notebooks in
+``notebooks/`` are left as they are. Figures go where each profile puts them (see
+``profiles.figures_dir``). Offline without data it stops at once with the data layer's message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from course_utils.data import DataError, load_cifar10
+from course_utils.profiles import REPO_ROOT, resolve_profile
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+
+def lesson_notebooks(only=()) -> list[Path]:
+    """The numbered lesson notebooks (``NN_name.ipynb``), in order, optionally filtered by number."""
+    paths = sorted(p for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        paths = [p for p in paths if p.name[:2] in set(only)]
+    return paths
+
+
+def run_course(profile: str, build_dir: Path, only=(), parameters: dict | None = None) -> list[tuple[str, float, str]]:
+    """Execute the notebooks; returns ``(name, seconds, status)`` rows and stops at the first failure."""
+    import papermill
+
+    out_dir = build_dir / profile
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = lesson_notebooks(only)
+    rows = []
+    for i, path in enumerate(notebooks, start=1):
+        print(f"[{i}/{len(notebooks)}] {path.name} ...", flush=True)
+        started = time.perf_counter()
+        status = "ok"
+        try:
+            papermill.execute_notebook(
+                str(path), str(out_dir / path.name), parameters={"profile": profile, **(parameters or {})},
+                cwd=str(NOTEBOOKS_DIR), kernel_name="python3", progress_bar=False,
+            )
+        except papermill.PapermillExecutionError as err:
+            status = f"failed: {err.ename}: {err.evalue}"
+        seconds = time.perf_counter() - started
+        rows.append((path.name, seconds, status))
+        print(f"    {status} in {seconds:.0f} s", flush=True)
+        if status != "ok":
+            break
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Execute the course's notebooks in order with papermill.")
+    parser.add_argument("--profile", default="auto", help="auto | smoke | laptop | full")
+    parser.add_argument("--only", nargs="*", default=(), help="notebook numbers to run, e.g. 00 05")
+    parser.add_argument("--build-dir", type=Path, default=REPO_ROOT / "build" / "course")
+    args = parser.parse_args(argv)
+    profile = resolve_profile(args.profile)
+    try:
+        load_cifar10()  # downloads and caches once; offline without a copy: one clear message
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    rows = run_course(profile, args.build_dir, args.only)
+    print(f"\nprofile {profile}: {len(rows)} notebook(s) in {time.perf_counter() - started:.0f} s")
+    for name, seconds, status in rows:
+        print(f"  {name:<32} {seconds:7.1f} s  {status}")
+    print(f"executed notebooks: {args.build_dir / profile}")
+    failed = [r for r in rows if r[2] != "ok"]
+    return 1 if failed or not rows else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

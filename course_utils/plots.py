@@ -1,0 +1,103 @@
+"""Figures shared by the lessons: image grids, learning curves, the learning-rate schedule.
+
+Every function draws into a matplotlib Axes (made if not given) and returns it; nothing
+calls ``plt.show()``, so the same code serves notebooks, scripts and tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def _axes(ax, figsize=(6, 4)):
+    if ax is None:
+        _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def show_image_grid(images: np.ndarray, titles=None, ncols: int = 10, scale: float = 1.1, suptitle: str | None = None):
+    """uint8 ``(N, 32, 32, 3)`` images in a grid, each with an optional title. Returns the Figure."""
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], interpolation="nearest")
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def examples_per_class(images: np.ndarray, labels: np.ndarray, classes, per_class: int = 8, seed: int = 0):
+    """A grid with one row per class: ``per_class`` random examples of each. Returns the Figure."""
+    rng = np.random.default_rng(seed)
+    picks, titles = [], []
+    for c, name in enumerate(classes):
+        members = rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+        picks.extend(members)
+        titles.extend([name] + [""] * (per_class - 1))
+    return show_image_grid(images[np.asarray(picks)], titles, ncols=per_class)
+
+
+def plot_class_balance(counts: dict, classes, ax=None):
+    """Grouped bars: images per class in each named split (``{"train": counts, "val": ...}``)."""
+    ax = _axes(ax, (8, 3.5))
+    width = 0.8 / len(counts)
+    x = np.arange(len(classes))
+    for i, (name, values) in enumerate(counts.items()):
+        ax.bar(x + i * width - 0.4 + width / 2, values, width, label=name)
+    ax.set_xticks(x, classes, rotation=30)
+    ax.set_ylabel("images")
+    ax.legend()
+    return ax
+
+
+def plot_learning_curves(runs: dict, metric: str = "loss", ax=None, title: str | None = None):
+    """Train and validation ``metric`` ("loss" or "acc") per epoch for one or more runs.
+
+    ``runs`` maps a label to a run's metrics rows (``Run.metrics``). Solid: validation;
+    dashed: training (measured on augmented batches while training, as usual).
+    """
+    ax = _axes(ax)
+    for i, (label, rows) in enumerate(runs.items()):
+        epochs = [r["epoch"] for r in rows]
+        scale = 100 if metric == "acc" else 1
+        color = f"C{i}"
+        ax.plot(epochs, [scale * r[f"train_{metric}"] for r in rows], "--", color=color, label=f"{label} train")
+        ax.plot(epochs, [scale * r[f"val_{metric}"] for r in rows], "-", color=color, label=f"{label} val")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)" if metric == "acc" else "cross-entropy loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_lr_schedule(lrs, steps_per_epoch: int, ax=None, title: str | None = None):
+    """The per-step learning rate against epochs (fractional), with the warmup visible."""
+    ax = _axes(ax, (6, 3))
+    steps = np.arange(len(lrs))
+    ax.plot(steps / steps_per_epoch, lrs)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def save_figure(fig_or_ax, path: Path, dpi: int = 120) -> Path:
+    """Save a Figure (or an Axes' figure) to ``path``, creating its folder."""
+    fig = fig_or_ax.figure if hasattr(fig_or_ax, "figure") and not hasattr(fig_or_ax, "savefig") else fig_or_ax
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
