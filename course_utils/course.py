@@ -28,12 +28,34 @@ def lesson_notebooks(only=()) -> list[Path]:
     return paths
 
 
-def run_course(profile: str, build_dir: Path, only=(), parameters: dict | None = None) -> list[tuple[str, float, str]]:
-    """Execute the notebooks; returns ``(name, seconds, status)`` rows and stops at the first failure."""
+def clean_metadata(path: Path) -> None:
+    """Drop papermill's per-run metadata (machine paths, timestamps) from an executed notebook."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+
+
+def run_course(profile: str, build_dir: Path, only=(), in_place: bool = False) -> list[tuple[str, float, str]]:
+    """Execute the notebooks; returns ``(name, seconds, status)`` rows and stops at the first failure.
+
+    ``in_place`` writes the executed notebooks back into notebooks/ (to commit their outputs).
+    The profile then travels as ``$COURSE_PROFILE`` instead of an injected parameters cell, so
+    the committed notebook still says ``profile = "auto"`` and nbval can re-run it as smoke.
+    """
+    import os
+
     import papermill
 
-    out_dir = build_dir / profile
+    out_dir = NOTEBOOKS_DIR if in_place else build_dir / profile
     out_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {} if in_place else {"profile": profile}
+    if in_place:
+        os.environ["COURSE_PROFILE"] = profile  # inherited by each kernel
     notebooks = lesson_notebooks(only)
     rows = []
     for i, path in enumerate(notebooks, start=1):
@@ -42,11 +64,13 @@ def run_course(profile: str, build_dir: Path, only=(), parameters: dict | None =
         status = "ok"
         try:
             papermill.execute_notebook(
-                str(path), str(out_dir / path.name), parameters={"profile": profile, **(parameters or {})},
+                str(path), str(out_dir / path.name), parameters=parameters,
                 cwd=str(NOTEBOOKS_DIR), kernel_name="python3", progress_bar=False,
             )
         except papermill.PapermillExecutionError as err:
             status = f"failed: {err.ename}: {err.evalue}"
+        if in_place:
+            clean_metadata(out_dir / path.name)
         seconds = time.perf_counter() - started
         rows.append((path.name, seconds, status))
         print(f"    {status} in {seconds:.0f} s", flush=True)
@@ -60,6 +84,8 @@ def main(argv=None) -> int:
     parser.add_argument("--profile", default="auto", help="auto | smoke | laptop | full")
     parser.add_argument("--only", nargs="*", default=(), help="notebook numbers to run, e.g. 00 05")
     parser.add_argument("--build-dir", type=Path, default=REPO_ROOT / "build" / "course")
+    parser.add_argument("--in-place", action="store_true",
+                        help="write the executed notebooks back into notebooks/ (to commit real outputs)")
     args = parser.parse_args(argv)
     profile = resolve_profile(args.profile)
     try:
@@ -68,11 +94,11 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    rows = run_course(profile, args.build_dir, args.only)
+    rows = run_course(profile, args.build_dir, args.only, in_place=args.in_place)
     print(f"\nprofile {profile}: {len(rows)} notebook(s) in {time.perf_counter() - started:.0f} s")
     for name, seconds, status in rows:
         print(f"  {name:<32} {seconds:7.1f} s  {status}")
-    print(f"executed notebooks: {args.build_dir / profile}")
+    print(f"executed notebooks: {NOTEBOOKS_DIR if args.in_place else args.build_dir / profile}")
     failed = [r for r in rows if r[2] != "ok"]
     return 1 if failed or not rows else 0
 

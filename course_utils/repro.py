@@ -56,7 +56,9 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> str:
         return requested
     if device.type != "cuda":
         return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    # Native bf16 needs compute capability 8.0 (Ampere) or newer. torch.cuda.is_bf16_supported()
+    # also counts slow emulation and says yes on a T4 (7.5), where fp16 is the right choice.
+    return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
 
 
 def resolve_channels_last(device: torch.device, requested: str = "auto") -> bool:

@@ -10,20 +10,10 @@ import pytest
 
 matplotlib.use("Agg")  # tests never open windows
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
 
 def offline_data_dir() -> Path:
-    """``$COURSE_DATA_DIR`` (set by .ci/run), else ``../shared/data`` if present, else ``data/``."""
-    if os.environ.get("COURSE_DATA_DIR"):
-        return Path(os.environ["COURSE_DATA_DIR"])
-    shared = REPO_ROOT.parent / "shared" / "data"
-    return shared if (shared / "cifar10.npz").is_file() else REPO_ROOT / "data"
-
-
-def pytest_configure(config):
-    # Engine runs and subprocesses (train.py, torchrun, papermill) find the data through this.
-    os.environ.setdefault("COURSE_DATA_DIR", str(offline_data_dir()))
+    """The folder holding ``cifar10.npz`` for this session (set up by the root conftest.py)."""
+    return Path(os.environ["COURSE_DATA_DIR"])
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,61 @@
+"""The lessons: executed top to bottom in the smoke profile (papermill), and kept clean in git.
+
+nbval then re-executes them (``--nbval-lax``, collected from notebooks/) and compares the
+cells marked ``# NBVAL_CHECK_OUTPUT`` with the committed outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import nbformat
+import papermill
+import pytest
+
+from course_utils import course
+
+NOTEBOOKS = course.lesson_notebooks()
+EXPECTED = ["00_setup", "01_data_and_split", "02_augmentation", "03_resnet", "04_kaiming_init", "05_training",
+            "06_lr_sensitivity", "07_calibration", "08_failure_analysis", "09_vit_vs_resnet", "10_cifar100",
+            "11_depth_and_seeds"]
+MACHINE_PATH = re.compile(r"/(?:work|tmp|home|root|Users|content)/")
+
+
+def test_the_course_has_its_twelve_lessons_in_order():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_top_to_bottom_in_the_smoke_profile(path, tmp_path):
+    papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters={"profile": "smoke"},
+                               cwd=str(path.parent), kernel_name="python3", progress_bar=False)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_is_a_clean_real_execution(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert any("parameters" in c.metadata.get("tags", []) for c in code), "no papermill 'parameters' cell"
+    counts = [c.execution_count for c in code]
+    assert counts == list(range(1, len(code) + 1)), f"stale or partial execution counts: {counts}"
+    assert any(c.outputs for c in code), "committed without outputs"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"committed with an error output: {errors[0].get('ename')}"
+    metadata = json.dumps(nb.metadata) + json.dumps([c.metadata for c in nb.cells])
+    assert not MACHINE_PATH.search(metadata), "machine paths in the notebook's metadata"
+
+
+def test_course_runner_stops_at_once_offline_without_data(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets.cifar as tv_cifar
+
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    rc = course.main(["--profile", "smoke", "--build-dir", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "COURSE_DATA_DIR" in err and "cifar10.npz" in err, err
+    assert not (tmp_path / "build").exists(), "the runner executed notebooks without data"
