@@ -28,20 +28,18 @@ def random_crop_flip(
     Returns:
         A new ``(N, C, H, W)`` tensor, same dtype and device.
     """
-    n, _, h, w = images.shape
-    out = images
-    if padding > 0:
-        offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator).to(images.device)
-        padded = F.pad(images, (padding, padding, padding, padding))
-        rows = offsets[0, :, None] + torch.arange(h, device=images.device)  # (N, H)
-        cols = offsets[1, :, None] + torch.arange(w, device=images.device)  # (N, W)
-        batch = torch.arange(n, device=images.device)[:, None, None]
-        # Advanced indexing gathers every image's window in one op: (N, H, W, C) -> (N, C, H, W).
-        out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-    if flip:
-        mirror = torch.rand(n, generator=generator).lt(0.5).to(images.device)
-        out = torch.where(mirror[:, None, None, None], out.flip(3), out)
-    return out.contiguous()
+    n, c, h, w = images.shape
+    offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
+    mirror = torch.rand(n, generator=generator).lt(0.5) if flip else torch.zeros(n, dtype=torch.bool)
+    padded_w = w + 2 * padding
+    rows = offsets[0, :, None] + torch.arange(h)  # (N, H) rows of the padded image
+    cols = torch.where(mirror[:, None], torch.arange(w - 1, -1, -1), torch.arange(w)) + offsets[1, :, None]  # (N, W)
+    # One gather from the flattened padded images does crop and flip together: the index of
+    # output pixel (y, x) of image i is rows[i, y] * padded_w + cols[i, x].
+    index = (rows[:, :, None] * padded_w + cols[:, None, :]).view(n, 1, h * w).to(images.device)
+    padded = F.pad(images, (padding, padding, padding, padding)) if padding else images
+    out = padded.reshape(n, c, -1).gather(2, index.expand(n, c, h * w))
+    return out.view(n, c, h, w)
 
 
 def normalize(images: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) -> torch.Tensor:
