@@ -310,6 +310,23 @@ def format_epoch(row: dict, epochs: int) -> str:
     )
 
 
+def train_step(model, x, y, criterion, optimizer, scaler, scheduler, precision: str):
+    """One optimizer step: forward under autocast, backward (scaled for fp16), step, next lr.
+
+    Returns the batch loss (detached) and the number of correct predictions as tensors on
+    the device, without synchronizing: the caller decides when to read them.
+    """
+    with autocast(x.device, precision):
+        out = model(x)
+        loss = criterion(out, y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss.detach(), (out.argmax(1) == y).sum()
+
+
 def train(
     config: TrainConfig,
     run_dir=None,
@@ -419,16 +436,9 @@ def train(
         started = time.perf_counter()
         batches = _progress(bundle.train, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
         for step, (x, y) in enumerate(batches):
-            with autocast(device, precision):
-                out = trainable(x)
-                loss = criterion(out, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses[step] = loss.detach().float()
-            correct += (out.argmax(1) == y).sum()
+            loss, batch_correct = train_step(trainable, x, y, criterion, optimizer, scaler, scheduler, precision)
+            losses[step] = loss.float()
+            correct += batch_correct
             seen += len(y)
             if (step + 1) % sync_every == 0 or step + 1 == steps_per_epoch:
                 _stop_if_diverged(losses[: step + 1], epoch, lambda i: _lr_of_step(scheduler, epoch * steps_per_epoch + i),
@@ -561,5 +571,5 @@ def load_weights(run_dir, which: str = "last", device="cpu") -> tuple[torch.nn.M
 __all__ = [
     "ConfigError", "CheckpointError", "DataBundle", "Run", "RunDirError", "TrainingDiverged",
     "build_data", "build_model", "build_optimizer", "evaluation_table", "format_final", "load_run", "load_weights",
-    "read_metrics", "select_train_val", "train",
+    "read_metrics", "select_train_val", "train", "train_step",
 ]

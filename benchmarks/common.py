@@ -1,0 +1,240 @@
+"""What the benchmarks share: the machine header, the data, the baseline pipeline, timing, output.
+
+Timing (``measure_side_by_side``): every contestant first runs its warmup steps (not timed as
+throughput: first-call costs, worker start-up, ``torch.compile``), then the repeats go round
+robin, one window per contestant per round, so a change in the machine's load hits all
+contestants alike. Each window starts with a few unmeasured "settle" steps so a DataLoader
+whose workers prefetched while the others ran starts the window in its steady state, not
+with a full queue. A contestant's result is the median of its windows' images/s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from course_utils import data as data_lib
+from course_utils.repro import environment_fingerprint
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT_DIR = REPO_ROOT / "build" / "bench"
+OFFLINE_COPY_NOTE = ("the offline CIFAR-10 copy, mostly JPEG-degraded (46k of 50k train images); "
+                     "irrelevant for speed, which does not depend on pixel values")
+
+
+# --------------------------------------------------------------------------- machine and data
+
+
+def machine_info(device: torch.device) -> dict:
+    """Versions, processor or GPU, threads and current load: what the numbers depend on."""
+    info = environment_fingerprint(device)
+    info["logical_cpus"] = os.cpu_count()
+    info["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    info["is_gpu"] = device.type == "cuda"
+    return info
+
+
+def machine_line(info: dict) -> str:
+    where = (f"GPU {info['device_name']}" if info["is_gpu"] else
+             f"CPU {info['device_name']} ({info['logical_cpus']} logical CPUs, {info['cpu_threads']} torch threads)")
+    return (f"machine: {where}; torch {info['torch']}, torchvision {info['torchvision']}, "
+            f"python {info['python']}; load average {info['load_average'][0]:.2f} (1 min)")
+
+
+@dataclasses.dataclass
+class TrainSplit:
+    """The 40k training split of the reference recipe, as the engine builds it."""
+
+    images: np.ndarray  # uint8 (40000, 32, 32, 3), HWC
+    labels: np.ndarray  # int64 (40000,)
+    mean: tuple[float, float, float]  # per channel, [0, 1] units, computed on this split
+    std: tuple[float, float, float]
+    source: str  # the cache file's name
+    note: str  # what the data is, for the output
+
+
+def load_train_split(data_dir=None, val_size: int = 10_000, split_seed: int = 42) -> TrainSplit:
+    """CIFAR-10's 40k train split (``split_train_val``, seed 42) and its channel statistics."""
+    dataset = data_lib.load_cifar10(data_dir)
+    train_idx, _ = data_lib.split_train_val(len(dataset.y_train), val_size, seed=split_seed)
+    images, labels = dataset.x_train[train_idx], dataset.y_train[train_idx]
+    mean, std = data_lib.channel_stats(images)
+    with np.load(dataset.source) as npz:  # only the offline copy marks its pixel-exact images
+        offline_copy = "train_exact" in npz.files
+    note = dataset.note or (OFFLINE_COPY_NOTE if offline_copy else "CIFAR-10")
+    return TrainSplit(images, labels, mean, std, dataset.source.name, note)
+
+
+def random_split_like_cifar10(n_train: int, n_val: int, seed: int = 0) -> TrainSplit:
+    """Random uint8 images of CIFAR-10's shape (HWC) with random labels: speed does not
+    depend on pixel values, so a GPU machine without the data can still be timed."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n_train + n_val, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n_train + n_val).astype(np.int64)
+    mean, std = data_lib.channel_stats(images[:n_train])
+    return TrainSplit(images, labels, mean, std, "random uint8",
+                      "random uint8 images of CIFAR-10's shape; speed does not depend on pixel values")
+
+
+# --------------------------------------------------------------------------- the baseline pipeline
+
+
+class PILImageDataset(torch.utils.data.Dataset):
+    """What ``torchvision.datasets.CIFAR10`` does per item: an HWC uint8 array becomes a PIL
+    image, then the per-image ``transform`` (crop, flip, ToTensor, Normalize) runs on it."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
+def torchvision_loader(images, labels, transform, batch_size: int, num_workers: int, *, shuffle: bool,
+                       device: torch.device, seed: int = 0) -> torch.utils.data.DataLoader:
+    """The tutorials' ``DataLoader`` (pinned memory when the batches go to a GPU)."""
+    return torch.utils.data.DataLoader(
+        PILImageDataset(images, labels, transform), batch_size=batch_size, shuffle=shuffle,
+        num_workers=num_workers, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed))
+
+
+def endless(batches: Iterable) -> Iterator:
+    """Batches of epoch after epoch (``set_epoch`` is called where the iterable has one)."""
+    epoch = 0
+    while True:
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(epoch)
+        yield from batches
+        epoch += 1
+
+
+# --------------------------------------------------------------------------- timing
+
+
+@dataclasses.dataclass
+class Contestant:
+    """One side of a comparison.
+
+    ``step()`` does one unit of work (a batch, a training step) and returns the images it
+    handled. ``activate()`` sets any global state the contestant needs (e.g. cuDNN flags)
+    before its steps run. ``settle`` unmeasured steps precede every measured window.
+    """
+
+    name: str
+    step: Callable[[], int]
+    settle: int = 1
+    activate: Callable[[], None] = lambda: None
+
+
+@dataclasses.dataclass
+class Measurement:
+    images_per_s: float  # median over the windows
+    windows_images_per_s: list[float]
+    warmup_seconds: float  # wall time of the warmup steps (includes compilation, worker start-up)
+    images_per_window: int
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """Wait for queued GPU work, so the clock measures work done, not work launched."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def measure_side_by_side(contestants: list[Contestant], *, warmup: int, repeats: int, steps: int,
+                         device: torch.device, settle: bool = True, log=print) -> dict[str, Measurement]:
+    """Images/s of each contestant: warmup, then ``repeats`` round-robin windows of ``steps`` steps.
+
+    ``settle=False`` skips the settle steps (for ``--quick`` runs, whose numbers mean nothing).
+    """
+    sync = synchronizer(device)
+    warmup_seconds = {}
+    for c in contestants:
+        c.activate()
+        sync()
+        started = time.perf_counter()
+        for _ in range(warmup):
+            c.step()
+        sync()
+        warmup_seconds[c.name] = time.perf_counter() - started
+        log(f"  warmed up {c.name} ({warmup} steps, {warmup_seconds[c.name]:.1f} s)")
+    windows: dict[str, list[float]] = {c.name: [] for c in contestants}
+    images: dict[str, int] = {}
+    for r in range(repeats):
+        shift = r % len(contestants)  # rotate the order: no contestant always runs first
+        for c in contestants[shift:] + contestants[:shift]:
+            c.activate()
+            for _ in range(c.settle if settle else 0):
+                c.step()
+            sync()
+            started = time.perf_counter()
+            n = sum(c.step() for _ in range(steps))
+            sync()
+            windows[c.name].append(n / (time.perf_counter() - started))
+            images[c.name] = n
+        log(f"  round {r + 1}/{repeats}: " + ", ".join(f"{name} {w[-1]:,.0f}" for name, w in windows.items())
+            + " img/s")
+    return {c.name: Measurement(statistics.median(windows[c.name]), windows[c.name], warmup_seconds[c.name],
+                                images[c.name]) for c in contestants}
+
+
+# --------------------------------------------------------------------------- output
+
+
+def format_table(columns: list[tuple[str, str, int]], rows: list[dict]) -> str:
+    """A fixed-width text table; ``columns`` holds ``(key, title, width)``; the first column is
+    left-aligned, the others right-aligned; floats print with thousands separators."""
+
+    def cell(value, width, first):
+        if value is None:
+            text = "-"
+        elif isinstance(value, float):
+            text = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+        else:
+            text = str(value)
+        return f"{text:<{width}}" if first else f"{text:>{width}}"
+
+    lines = ["  ".join(cell(title, w, i == 0) for i, (_, title, w) in enumerate(columns))]
+    lines.append("  ".join("-" * w for _, _, w in columns))
+    for row in rows:
+        lines.append("  ".join(cell(row.get(key), w, i == 0) for i, (key, _, w) in enumerate(columns)))
+    return "\n".join(lines)
+
+
+def ratio_text(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2f}x"
+
+
+def target_verdict(name: str, measured: float, minimum: float) -> dict:
+    return {"what": name, "minimum_ratio": minimum, "measured_ratio": measured, "met": measured >= minimum}
+
+
+def target_line(target: dict) -> str:
+    verdict = "met" if target["met"] else "NOT met"
+    return (f"target: {target['what']} >= {target['minimum_ratio']:g}x; "
+            f"measured {target['measured_ratio']:.2f}x: {verdict}")
+
+
+def write_json(payload: dict, out_dir: Path, name: str) -> Path:
+    """Write ``<out_dir>/<name>.json`` atomically and return its path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,153 @@
+"""The speed benchmarks run, write the rows they promise, and their ratios are the measured ones.
+
+No speed assertions: the targets are stated (and judged) by the benchmarks' own output. The
+benchmarks run once, in ``--quick`` mode on the real offline CIFAR-10 copy, as ``make bench``
+runs them (``python -m benchmarks.run`` from the repository root), with one torch thread to
+stay light on a shared machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # ``benchmarks`` is run from the repository root, not installed
+    sys.path.insert(0, str(REPO_ROOT))
+
+REL = 1e-9  # ratios are computed from the same floats that the JSON holds
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, data_dir):
+    """Run all three benchmarks once (quick, CPU) and return their stdout and JSON payloads."""
+    out = tmp_path_factory.mktemp("bench")
+    cmd = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--quick", "--threads", "1",
+           "--only", "input_pipeline,training,gpu_epoch", "--out", str(out), "--data-dir", str(data_dir)]
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, f"benchmarks.run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    payloads = {}
+    for name in ("input_pipeline", "training", "gpu_epoch"):
+        path = out / f"{name}.json"
+        assert path.is_file(), f"{name} wrote no {path.name} into --out"
+        payloads[name] = json.loads(path.read_text())
+    return result.stdout, payloads
+
+
+def by_name(payload: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in payload["rows"]}
+
+
+def test_header_names_the_machine_the_data_and_the_device(bench):
+    stdout, payloads = bench
+    assert "machine: CPU " in stdout and "torch " in stdout, "the header should name the CPU and torch version"
+    assert "data: cifar10.npz" in stdout and "JPEG-degraded" in stdout, \
+        "the header should say the data is the offline CIFAR-10 copy and that it is JPEG-degraded"
+    assert "not a GPU" in stdout, "a run on a CPU should say that the device is not a GPU"
+    for name, payload in payloads.items():
+        assert payload["machine"]["torch"] and payload["machine"]["device_name"], f"{name}: machine missing"
+        assert payload["quick"] is True and payload["baseline"] in by_name(payload), \
+            f"{name}: the baseline should be one of its own rows"
+
+
+def test_input_pipeline_rows_and_ratios(bench):
+    stdout, payloads = bench
+    p = payloads["input_pipeline"]
+    rows = by_name(p)
+    assert set(rows) == {"course BatchIterator (cpu)", "torchvision DataLoader, num_workers=0",
+                         "torchvision DataLoader, num_workers=2"}, f"unexpected rows {sorted(rows)}"
+    assert p["images"] == 40_000 and p["batch_size"] == 128, "the 40k train split at batch 128"
+    for name, row in rows.items():
+        assert row["images_per_s"] > 0, f"{name}: non-positive throughput {row['images_per_s']}"
+        assert len(row["windows_images_per_s"]) == p["steps"]["repeats"], f"{name}: one number per window"
+    torchvision = [r for r in rows.values() if r["pipeline"] == "torchvision"]
+    best = max(torchvision, key=lambda r: r["images_per_s"])
+    assert p["baseline"] == best["name"] and p["best_torchvision_workers"] == best["num_workers"], \
+        "the baseline should be the faster torchvision setting"
+    for name, row in rows.items():
+        assert row["speedup_vs_baseline"] == pytest.approx(row["images_per_s"] / best["images_per_s"], rel=REL), name
+    course = rows["course BatchIterator (cpu)"]
+    assert p["course_vs_baseline"] == pytest.approx(course["images_per_s"] / best["images_per_s"], rel=REL)
+    target = p["target"]
+    assert target["minimum_ratio"] == 5.0 and target["measured_ratio"] == p["course_vs_baseline"]
+    assert target["met"] == (target["measured_ratio"] >= 5.0)
+    assert ">= 5x" in stdout, "the output should state the 5x target"
+
+
+def test_training_rows_ablations_and_ratios(bench):
+    stdout, payloads = bench
+    p = payloads["training"]
+    rows = by_name(p)
+    assert p["reference_workers"] == payloads["input_pipeline"]["best_torchvision_workers"], \
+        "the reference loop should use benchmark 1's better DataLoader setting"
+    reference = rows[p["baseline"]]
+    assert reference["loop"] == "tutorial" and reference["precision"] == "fp32" and not reference["channels_last"]
+    effects = " | ".join(r["effect"] or "" for r in rows.values())
+    for needed in ("data path", "channels_last vs contiguous", "bf16", "fp16", "torch.compile"):
+        assert needed in effects, f"no ablation row for {needed!r}: {effects}"
+    defaults = [r for r in rows.values() if r["course_default"]]
+    assert len(defaults) == 1 and defaults[0]["name"] == p["course_default"], "exactly one course-default row"
+    assert defaults[0]["precision"] == "fp32" and not defaults[0]["channels_last"], \
+        "on a CPU the engine picks fp32 and NCHW (repro.resolve_*)"
+    for name, row in rows.items():
+        if row["skipped"]:  # bf16/fp16 need CUDA; compile on CPU needs --compile
+            assert row["images_per_s"] is None and row["speedup_vs_reference"] is None, name
+            continue
+        assert row["images_per_s"] > 0, f"{name}: non-positive throughput"
+        assert row["speedup_vs_reference"] == pytest.approx(row["images_per_s"] / reference["images_per_s"], rel=REL)
+        if row["compared_to"]:
+            other = rows[row["compared_to"]]
+            assert row["speedup_vs_compared"] == pytest.approx(row["images_per_s"] / other["images_per_s"], rel=REL)
+    skipped = {name for name, row in rows.items() if row["skipped"]}
+    assert any("bf16" in n for n in skipped) and any("fp16" in n for n in skipped), "reduced precision is CUDA-only"
+    assert any("compile" in n for n in skipped), "compile on CPU runs only with --compile"
+    assert p["course_vs_baseline"] == defaults[0]["speedup_vs_reference"]
+    assert p["target"]["minimum_ratio"] == 1.5 and p["target"]["met"] == (p["course_vs_baseline"] >= 1.5)
+    assert ">= 1.5x" in stdout and "width 8" in stdout, "the output should state the target and the width"
+
+
+def test_gpu_epoch_dry_run_extrapolates_consistently(bench):
+    _, payloads = bench
+    p = payloads["gpu_epoch"]
+    assert p["device_is_gpu"] is False and "not a GPU" in p["device_note"]
+    assert "random uint8" in p["data"] and p["epochs_projected"] == 200
+    rows = by_name(p)
+    reference = rows[p["baseline"]]
+    measured = {name: row for name, row in rows.items() if not row["skipped"]}
+    assert len(measured) >= 3, f"too few rows measured on CPU: {sorted(measured)}"
+    for name, row in measured.items():
+        assert row["train_images_per_s"] > 0 and row["val_images_per_s"] > 0, name
+        epoch = 40_000 / row["train_images_per_s"] + 10_000 / row["val_images_per_s"]
+        assert row["epoch_seconds"] == pytest.approx(epoch, rel=REL), f"{name}: epoch seconds not extrapolated"
+        hours = (200 * row["epoch_seconds"] + row["warmup_seconds"]) / 3600
+        assert row["projected_200_epochs_hours"] == pytest.approx(hours, rel=REL), name
+        # For seconds a speed-up is baseline seconds / row seconds.
+        assert row["speedup_vs_reference"] == pytest.approx(reference["epoch_seconds"] / row["epoch_seconds"], rel=REL)
+        if row["compared_to"] in measured:
+            other = measured[row["compared_to"]]
+            assert row["speedup_vs_compared"] == pytest.approx(other["epoch_seconds"] / row["epoch_seconds"], rel=REL)
+    for name, row in rows.items():
+        if row["skipped"]:
+            assert row["epoch_seconds"] is None and row["projected_200_epochs_hours"] is None, name
+    effects = " | ".join(r["effect"] or "" for r in rows.values())
+    for needed in ("channels_last", "bf16", "fp16", "torch.compile", "deterministic"):
+        assert needed in effects, f"gpu_epoch has no on/off row for {needed!r}"
+
+
+def test_cli_rejects_unknown_benchmarks_and_runs_dependencies_first():
+    from benchmarks.run import parse_args
+
+    args = parse_args(["--device", "cpu", "--only", "training"])
+    assert args.only == ["input_pipeline", "training"], \
+        "training's baseline needs input_pipeline's better worker setting, so it should run first"
+    assert parse_args(["--device", "cpu", "--only", "training", "--ref-workers", "0"]).only == ["training"]
+    assert parse_args(["--device", "cpu"]).only == ["input_pipeline", "training"], "gpu_epoch only on cuda by default"
+    assert parse_args(["--device", "cpu", "--only", "gpu"]).only == ["gpu_epoch"]
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "everything"])
