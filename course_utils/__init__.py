@@ -15,6 +15,12 @@ One job per module; notebooks import from here and never reimplement:
 - ``analysis``    confusion matrix, failure galleries, background/texture probe
 - ``plots``       learning curves and other figures
 - ``profiles``    smoke / laptop / full notebook profiles
+- ``sweeps``      learning-rate grids and the LR range test (lesson 06), calibration tables (07)
+- ``seeds``       repeat a config over seeds, mean ± std; comparing runs (lessons 09, 11)
+- ``imbalance``   accuracy against class frequency on long-tailed data (lesson 10)
+- ``lesson_data`` helpers of lessons 00-02; ``lesson_models`` of lessons 03-05
+- ``course``      ``make course``: execute the notebooks with papermill
+- ``cli``         ``train.py`` and ``test.py``
 """
 
 __version__ = "0.1.0"

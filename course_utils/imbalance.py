@@ -1,0 +1,105 @@
+"""Class imbalance: how accuracy follows class frequency on a long-tailed training set.
+
+The long-tailed subset itself is ``data.long_tailed_subset`` (used by the engine through the
+config key ``imbalance_ratio``); the remedy ``class_weighting: balanced`` is in the engine's
+loss. This module measures what they do:
+
+- ``frequency_groups(train_counts)``: head / middle / tail thirds of the classes by frequency.
+- ``accuracy_by_group(per_class_acc, train_counts)``: mean per-class accuracy of each third.
+- ``frequency_weighted_accuracy``: the accuracy a test set distributed like the training set
+  would report, which hides the tail.
+- ``plot_accuracy_vs_frequency``: per-class accuracy against training images per class.
+
+Conventions: ``train_counts`` is ``(C,)`` training images per class, ``per_class_acc`` is
+``(C,)`` fractions (NaN for a class absent from the evaluated split).
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+GROUPS = ("head", "middle", "tail")
+
+
+def frequency_groups(train_counts) -> np.ndarray:
+    """``(C,)`` group names: the most frequent third of classes ``head``, then ``middle``, ``tail``.
+
+    Classes are ranked by count (ties by class index, so the split is deterministic) and cut
+    into thirds; with C not divisible by 3 the head and middle get the extra classes.
+    """
+    counts = np.asarray(train_counts)
+    order = np.lexsort((np.arange(len(counts)), -counts))  # most frequent first
+    groups = np.empty(len(counts), dtype=object)
+    for name, members in zip(GROUPS, np.array_split(order, 3)):
+        groups[members] = name
+    return groups
+
+
+def accuracy_by_group(per_class_acc, train_counts) -> dict[str, dict]:
+    """Per group: ``{"classes", "images_per_class": (min, max), "accuracy"}`` (mean of per-class accuracies)."""
+    acc = np.asarray(per_class_acc, dtype=np.float64)
+    counts = np.asarray(train_counts)
+    groups = frequency_groups(counts)
+    table = {}
+    for name in GROUPS:
+        members = groups == name
+        table[name] = {
+            "classes": int(members.sum()),
+            "images_per_class": (int(counts[members].min()), int(counts[members].max())),
+            "accuracy": float(np.nanmean(acc[members])),
+        }
+    return table
+
+
+def frequency_weighted_accuracy(per_class_acc, train_counts) -> float:
+    """Mean of per-class accuracies weighted by training frequency.
+
+    That is the accuracy a test set with the training set's class proportions would report:
+    the head classes dominate it, so a model that fails on the tail can still look good.
+    The balanced accuracy (the plain mean over classes) is what a balanced test set reports.
+    """
+    acc = np.asarray(per_class_acc, dtype=np.float64)
+    weights = np.asarray(train_counts, dtype=np.float64)
+    present = ~np.isnan(acc)
+    return float(np.sum(acc[present] * weights[present]) / np.sum(weights[present]))
+
+
+def format_group_table(tables: dict[str, dict[str, dict]]) -> str:
+    """``{run label: accuracy_by_group(...)}`` as a text table, one column per run (accuracy in %)."""
+    labels = list(tables)
+    first = tables[labels[0]]
+    lines = [f"{'classes':<8}{'n':>4}{'images/class':>15}" + "".join(f"{label:>22}" for label in labels)]
+    for name in GROUPS:
+        low, high = first[name]["images_per_class"]
+        lines.append(f"{name:<8}{first[name]['classes']:>4}{f'{low}-{high}':>15}"
+                     + "".join(f"{100 * tables[label][name]['accuracy']:>21.2f}%" for label in labels))
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_frequency(train_counts, per_class_accs: dict, ax=None, window: int = 9):
+    """Per-class accuracy (%) against training images per class (log scale), one colour per run.
+
+    Dots are classes; the line is a running mean over ``window`` classes neighbouring in
+    frequency, to show the trend through the per-class noise. Returns the Axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    counts = np.asarray(train_counts)
+    order = np.argsort(counts, kind="stable")
+    for i, (label, acc) in enumerate(per_class_accs.items()):
+        acc = 100 * np.asarray(acc, dtype=np.float64)
+        color = f"C{i}"
+        ax.scatter(counts, acc, s=12, alpha=0.5, color=color)
+        sorted_acc = acc[order]
+        k = min(window, len(order))
+        kernel = np.ones(k) / k
+        smooth = np.convolve(np.nan_to_num(sorted_acc), kernel, mode="valid")
+        ax.plot(counts[order][k // 2: k // 2 + len(smooth)], smooth, color=color, label=f"{label} (running mean)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images of the class (log scale)")
+    ax.set_ylabel("per-class accuracy (%)")
+    ax.set_ylim(-3, 103)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
