@@ -1,0 +1,133 @@
+"""Sweeps on the real offline CIFAR-10 copy: the lr grid, the LR range test, run predictions, calibration tables."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from course_utils.config import load_config
+from course_utils.data import stratified_subset
+from course_utils.engine import REPO_ROOT, load_run
+from course_utils.sweeps import (
+    calibration_comparison,
+    classifier_of_run,
+    format_calibration_table,
+    format_lr_grid,
+    grid_config,
+    lr_grid_runs,
+    lr_range_test,
+    lr_run_name,
+    predictions_of_run,
+)
+
+SMOKE = REPO_ROOT / "configs" / "smoke.yaml"
+# Seconds on 2 CPU cores: 200 training images, 100 validation images, a width-8 ResNet-18.
+TINY = ["train_per_class=20", "val_per_class=10", "width=8", "epochs=1", "warmup_epochs=0", "batch_size=40"]
+SANE_LR, HUGE_LR = 0.05, 1.0e6
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory, data_dir):
+    root = tmp_path_factory.mktemp("grid")
+    lines = []
+    rows = lr_grid_runs(load_config(SMOKE, TINY), [SANE_LR, HUGE_LR], warmup=False, root_dir=root, log=lines.append)
+    return root, rows, lines
+
+
+def test_lr_grid_has_one_row_per_lr_and_marks_only_the_huge_lr_diverged(grid):
+    root, rows, lines = grid
+    assert [r["lr"] for r in rows] == [SANE_LR, HUGE_LR], "one row per learning rate, in the order asked"
+    sane, huge = rows
+    assert sane["status"] == "finished", f"lr {SANE_LR} should train without diverging: {sane}"
+    assert 0.0 <= sane["val_acc"] <= 1.0 and sane["val_acc"] == sane["best_val_acc"], sane
+    assert sane["diverged_epoch"] is None and sane["message"] == ""
+    assert huge["status"] == "diverged", f"lr {HUGE_LR:g} should make the loss non-finite: {huge}"
+    assert huge["diverged_epoch"] == 1 and math.isnan(huge["val_acc"]), huge
+    assert "loss became" in huge["message"], "the engine's divergence message should be kept in the row"
+    assert any("diverged: loss became" in line for line in lines), f"the divergence should be logged: {lines}"
+    assert load_run(root / lr_run_name(HUGE_LR, False)).diverged
+    assert "non-finite loss in epoch 1" in format_lr_grid(rows)
+
+
+def test_lr_grid_returns_stored_runs_without_training_again(grid):
+    root, rows, _ = grid
+    checkpoint = root / lr_run_name(SANE_LR, False) / "last.pt"
+    before = checkpoint.stat().st_mtime_ns
+    again = lr_grid_runs(load_config(SMOKE, TINY), [SANE_LR, HUGE_LR], warmup=False, root_dir=root, log=quiet)
+    same_messages = [r["message"] for r in again] == [r["message"] for r in rows]
+    assert format_lr_grid(again) == format_lr_grid(rows) and same_messages, "a second call should read the grid from disk"
+    assert checkpoint.stat().st_mtime_ns == before, "a finished run was trained again"
+
+
+def test_grid_config_sets_warmup_and_refuses_warmup_without_a_length():
+    base = load_config(SMOKE, ["epochs=3", "warmup_epochs=1"])
+    assert grid_config(base, 0.3, warmup=True).warmup_epochs == 1
+    assert grid_config(base, 0.3, warmup=False).warmup_epochs == 0
+    assert grid_config(base, 1e-7, warmup=False).eta_min == 1e-7, "eta_min must be capped at a tiny lr"
+    with pytest.raises(ValueError, match="warmup_epochs >= 1"):
+        grid_config(base.replace(warmup_epochs=0), 0.3, warmup=True)
+
+
+def test_range_test_raises_lr_exponentially_and_stops_when_the_loss_explodes(data_dir):
+    num_steps = 40
+    result = lr_range_test(load_config(SMOKE, TINY), start_lr=1e-4, end_lr=1e6, num_steps=num_steps)
+    assert len(result.lrs) == len(result.losses) == len(result.raw_losses) >= 2
+    assert np.all(np.diff(result.lrs) > 0), "learning rates must increase every step"
+    ratios = result.lrs[1:] / result.lrs[:-1]
+    assert np.allclose(ratios, (1e6 / 1e-4) ** (1 / (num_steps - 1))), "the increase should be exponential"
+    assert len(result.lrs) < num_steps, f"lr up to 1e6 should explode before the end: {result.stop_reason}"
+    assert "minimum" in result.stop_reason or "became" in result.stop_reason, result.stop_reason
+    assert np.all(np.isfinite(result.losses)), "non-finite losses must not be recorded"
+    low, high = result.suggested_range
+    assert result.lrs[0] <= low <= high == result.min_loss_lr < result.lrs[-1], \
+        f"suggested range {result.suggested_range} should end at the loss minimum, before the explosion"
+
+
+def test_predictions_of_run_match_the_run_and_its_images(grid, cifar10):
+    root, _, _ = grid
+    run_dir = root / lr_run_name(SANE_LR, False)
+    val = predictions_of_run(run_dir, "val")
+    recorded = load_run(run_dir).final["last"]["val"]["accuracy"]
+    assert val.logits.shape == (100, 10) and val.labels.shape == (100,)
+    assert float(np.mean(val.preds == val.labels)) == pytest.approx(recorded, abs=1e-6), \
+        "predictions of the stored weights should reproduce the run's own validation accuracy"
+    test = predictions_of_run(run_dir, "test", per_class=5)
+    idx = stratified_subset(cifar10.y_test, 5, seed=0)
+    assert np.array_equal(test.labels, cifar10.y_test[idx]) and np.array_equal(test.images, cifar10.x_test[idx]), \
+        "a test subset's labels and images must be the ones its logits belong to"
+    predict_fn = classifier_of_run(run_dir)
+    assert np.array_equal(predict_fn(test.images), test.preds), "classifier_of_run should agree with predictions_of_run"
+    with pytest.raises(ValueError, match="split must be one of"):
+        predictions_of_run(run_dir, "train")
+
+
+def test_calibration_table_fits_on_validation_and_keeps_accuracy(grid):
+    root, _, _ = grid
+    run_dir = root / lr_run_name(SANE_LR, False)
+    preds = {"tiny": {"val": predictions_of_run(run_dir, "val"),
+                      "test": predictions_of_run(run_dir, "test", per_class=20)}}
+    rows = calibration_comparison(preds)
+    assert [(r["run"], r["scaling"]) for r in rows] == [("tiny", "none"), ("tiny", "temperature")]
+    before, after = rows
+    assert before["temperature"] == 1.0 and after["temperature"] > 0
+    assert after["accuracy"] == before["accuracy"], "temperature scaling must not change accuracy"
+    assert "T (val)" in format_calibration_table(rows)
+
+
+def test_temperature_scaling_repairs_overconfident_logits():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 4000)
+    logits = rng.normal(size=(4000, 10))
+    logits[np.arange(4000), labels] += 1.5  # right about half the time ...
+    logits *= 4.0  # ... but far too sure of itself
+    pair = (logits[:2000], labels[:2000]), (logits[2000:], labels[2000:])
+    before, after = calibration_comparison({"overconfident": {"val": pair[0], "test": pair[1]}})
+    assert after["temperature"] > 2, f"overconfident logits need T > 1, got {after['temperature']:.2f}"
+    assert after["accuracy"] == before["accuracy"]
+    assert after["ece"] < before["ece"] / 3 and after["nll"] < before["nll"], (before, after)
