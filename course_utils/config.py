@@ -31,6 +31,7 @@ class TrainConfig:
     val_size: int = 10_000
     train_per_class: typing.Optional[int] = None  # a stratified subset of the train split
     val_per_class: typing.Optional[int] = None  # a stratified subset of the validation split
+    test_per_class: typing.Optional[int] = None  # a stratified subset of the test set (smoke runs only)
     imbalance_ratio: typing.Optional[float] = None  # long-tailed train split (CIFAR-LT profile)
     augment: bool = True  # random crop (pad 4) + horizontal flip, train batches only
     crop_padding: int = 4
@@ -83,6 +84,7 @@ RANGES = {
     "val_size": (1, None, False),
     "train_per_class": (1, None, False),
     "val_per_class": (1, None, False),
+    "test_per_class": (1, None, False),
     "imbalance_ratio": (1, None, False),
     "crop_padding": (0, 16, False),
     "width": (1, None, False),

@@ -115,12 +115,14 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_s
         return BatchIterator(images, labels, **{**common, **kwargs})
 
     x_train, y_train = dataset.x_train[train_idx], dataset.y_train[train_idx]
+    test_idx = (np.arange(len(dataset.y_test)) if config.test_per_class is None
+                else data_lib.stratified_subset(dataset.y_test, config.test_per_class, seed=config.split_seed))
     return DataBundle(
         train=split(x_train, y_train, batch_size=per_rank_batch, train=True, augment=config.augment,
                     padding=config.crop_padding, rank=rank, world_size=world_size),
         train_eval=split(x_train, y_train, batch_size=512, train=False),
         val=split(dataset.x_train[val_idx], dataset.y_train[val_idx], batch_size=512, train=False),
-        test=split(dataset.x_test, dataset.y_test, batch_size=512, train=False),
+        test=split(dataset.x_test[test_idx], dataset.y_test[test_idx], batch_size=512, train=False),
         classes=dataset.classes,
         mean=mean,
         std=std,
@@ -216,6 +218,15 @@ def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
                 f"{run_dir}: holds a run with {key}={existing[key]!r}, not {value!r}; "
                 "use another run directory or delete this one"
             )
+
+
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when inside it: logs and notebook outputs stay free
+    of machine-specific folders."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 # --------------------------------------------------------------------------- distributed
@@ -364,7 +375,7 @@ def train(
         _check_same_recipe(run_dir, config)
         existing = load_run(run_dir)
         if existing.final is not None:
-            log(f"{run_dir}: {existing.final['status']} run found, not training again")
+            log(f"{shown_path(run_dir)}: {existing.final['status']} run found, not training again")
             return existing
 
     device = resolve_device(config.device)
@@ -401,7 +412,7 @@ def train(
         scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
         start_epoch, metrics, best = state["epoch"], list(state["metrics"]), dict(state["best"])
-        log(f"resuming {run_dir} after epoch {start_epoch}/{config.epochs}")
+        log(f"resuming {shown_path(run_dir)} after epoch {start_epoch}/{config.epochs}")
 
     trainable = model
     if dist_info.enabled:
@@ -426,7 +437,7 @@ def train(
     sync_every = 1 if device.type == "cpu" else 25  # a GPU sync per step would cost speed
     for epoch in range(start_epoch, config.epochs):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
-            log(f"stopped after epoch {epoch} as asked; train() again on {run_dir} to resume")
+            log(f"stopped after epoch {epoch} as asked; train() again on {shown_path(run_dir)} to resume")
             return load_run(run_dir) if dist_info.is_main else Run(run_dir, config, metrics, None)
         bundle.train.set_epoch(epoch)
         trainable.train()
@@ -497,7 +508,7 @@ def _stop_if_diverged(losses, epoch, lr_of_step, run_dir, dist_info, log) -> Non
         return
     bad_step = int((~finite).nonzero()[0])  # the first non-finite step of this epoch
     lr = lr_of_step(bad_step)
-    kept = (f"the last good checkpoint (epoch {epoch}) is kept in {run_dir}" if epoch
+    kept = (f"the last good checkpoint (epoch {epoch}) is kept in {shown_path(run_dir)}" if epoch
             else "no epoch had finished, so there is no checkpoint")
     message = (f"loss became {losses[bad_step].item()} at epoch {epoch + 1}, step {bad_step + 1} "
                f"(lr {lr:.4g}); training stopped: {kept}")
