@@ -85,7 +85,7 @@ class DataBundle:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(name: str, data_dir: str | None):
+def load_dataset_cached(name: str, data_dir: str | None):
     # Decompressing the 170 MB cache takes seconds: short runs in one process share it.
     return data_lib.load_dataset(data_lib.SPECS[name], data_dir)
 
@@ -104,7 +104,7 @@ def select_train_val(config: TrainConfig, labels: np.ndarray) -> tuple[np.ndarra
 
 def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
     """Load the dataset, split it, compute normalization on the train split, make the iterators."""
-    dataset = _load_cached(config.dataset, config.data_dir)
+    dataset = load_dataset_cached(config.dataset, config.data_dir)
     train_idx, val_idx = select_train_val(config, dataset.y_train)
     mean, std = data_lib.channel_stats(dataset.x_train[train_idx])
     per_rank_batch = max(config.batch_size // world_size, 1)
