@@ -154,19 +154,27 @@ def show_augmented_draws(images: np.ndarray, draws: int = 5, padding: int = 4, s
 def augmentation_viewer(images: np.ndarray, draws: int = 5, padding: int = 4, seed: int = 0):
     """An ipywidgets control (padding 0..8, seed) that redraws ``show_augmented_draws``.
 
-    It draws once when built; in a saved notebook only a live kernel can redraw it, so the
-    lessons also draw one static figure.
+    It draws only when a slider moves, never while the cell executes: ``interact``'s initial
+    draw into an Output widget can deadlock unattended execution (papermill, nbval; see
+    jupyter/nbconvert#1921). The lessons draw one static figure beside it.
+    Returns a ``VBox`` whose ``children`` are the two sliders and the output area.
     """
     import ipywidgets as widgets
+    import matplotlib.pyplot as plt
 
-    def draw(padding, seed):
-        show_augmented_draws(images, draws, padding, seed)
+    padding_slider = widgets.IntSlider(value=padding, min=0, max=8, description="padding")
+    seed_slider = widgets.IntSlider(value=seed, min=0, max=99, description="seed")
+    out = widgets.Output()
 
-    return widgets.interactive(
-        draw,
-        padding=widgets.IntSlider(value=padding, min=0, max=8, description="padding"),
-        seed=widgets.IntSlider(value=seed, min=0, max=99, description="seed"),
-    )
+    def redraw(_change=None):
+        with out:
+            out.clear_output(wait=True)
+            show_augmented_draws(images, draws, padding_slider.value, seed_slider.value)
+            plt.show()
+
+    padding_slider.observe(redraw, names="value")
+    seed_slider.observe(redraw, names="value")
+    return widgets.VBox([padding_slider, seed_slider, out])
 
 
 def pixel_summary(images: torch.Tensor, border: int = 4) -> dict[str, float]:
