@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from course_utils import data as data_lib
+from course_utils.augment import PILImageDataset
 from course_utils.repro import environment_fingerprint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,22 +86,6 @@ def random_split_like_cifar10(n_train: int, n_val: int, seed: int = 0) -> TrainS
 
 
 # --------------------------------------------------------------------------- the baseline pipeline
-
-
-class PILImageDataset(torch.utils.data.Dataset):
-    """What ``torchvision.datasets.CIFAR10`` does per item: an HWC uint8 array becomes a PIL
-    image, then the per-image ``transform`` (crop, flip, ToTensor, Normalize) runs on it."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
 
 
 def torchvision_loader(images, labels, transform, batch_size: int, num_workers: int, *, shuffle: bool,

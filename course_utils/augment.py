@@ -49,6 +49,22 @@ def normalize(images: torch.Tensor, mean, std, dtype: torch.dtype = torch.float3
     return (images.to(dtype) / 255.0 - mean_t) / std_t
 
 
+class PILImageDataset(torch.utils.data.Dataset):
+    """What ``torchvision.datasets.CIFAR10`` does per item: a uint8 HWC array becomes a PIL image
+    and the per-image ``transform`` runs on it. The reference pipeline the lessons compare with."""
+
+    def __init__(self, images, labels, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
+
+
 def torchvision_train_transform(mean, std, padding: int = 4):
     """The standard per-image training pipeline (PIL crop + flip, ToTensor, Normalize)."""
     import torchvision.transforms as T

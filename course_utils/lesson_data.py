@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_utils.augment import random_crop_flip, torchvision_train_transform
+from course_utils.augment import PILImageDataset, random_crop_flip, torchvision_train_transform
 from course_utils.data import REPO_ROOT, Dataset
 from course_utils.loader import BatchIterator
 from course_utils.models import create_model
@@ -193,21 +193,6 @@ def pixel_summary(images: torch.Tensor, border: int = 4) -> dict[str, float]:
     }
 
 
-class ArrayImageDataset(torch.utils.data.Dataset):
-    """uint8 ``(N, H, W, C)`` images served one PIL image at a time, as torchvision's CIFAR10 does."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
-
-
 def _images_per_second(batches, device: torch.device) -> float:
     iterator = iter(batches)
     next(iterator)  # warm-up: first-call allocations and lazy imports are not throughput
@@ -242,7 +227,7 @@ def augmentation_throughput(
     try:
         batched = BatchIterator(images, labels, batch_size, mean, std, train=True, padding=padding, device=device)
         reference = torch.utils.data.DataLoader(
-            ArrayImageDataset(images, labels, torchvision_train_transform(mean, std, padding)),
+            PILImageDataset(images, labels, torchvision_train_transform(mean, std, padding)),
             batch_size=batch_size, shuffle=True, num_workers=0,
         )
         result = {
