@@ -98,7 +98,11 @@ def test_predictions_of_run_match_the_run_and_its_images(grid, cifar10):
     assert float(np.mean(val.preds == val.labels)) == pytest.approx(recorded, abs=1e-6), \
         "predictions of the stored weights should reproduce the run's own validation accuracy"
     test = predictions_of_run(run_dir, "test", per_class=5)
-    idx = stratified_subset(cifar10.y_test, 5, seed=0)
+    config = load_run(run_dir).config
+    run_test = np.arange(len(cifar10.y_test))  # the run's own test set (smoke.yaml takes a subset)
+    if config.test_per_class is not None:
+        run_test = stratified_subset(cifar10.y_test, config.test_per_class, seed=config.split_seed)
+    idx = run_test[stratified_subset(cifar10.y_test[run_test], 5, seed=0)]
     assert np.array_equal(test.labels, cifar10.y_test[idx]) and np.array_equal(test.images, cifar10.x_test[idx]), \
         "a test subset's labels and images must be the ones its logits belong to"
     predict_fn = classifier_of_run(run_dir)
