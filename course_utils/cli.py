@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from course_utils.checkpoint import CheckpointError
+from course_utils.checkpoint import CheckpointError, load_checkpoint
 from course_utils.config import ConfigError, load_config
 from course_utils.data import DataError
 from course_utils.engine import (
@@ -74,8 +74,6 @@ def test_main(argv=None) -> int:
         final = {"last": evaluation_table(load_weights(run_dir, "last", device)[0], bundle, precision)}
         if (run_dir / "best.pt").exists():
             best_model = load_weights(run_dir, "best", device)[0]
-            from course_utils.checkpoint import load_checkpoint
-
             epoch = load_checkpoint(run_dir / "best.pt")["epoch"]
             final["best"] = {"epoch": epoch, **evaluation_table(best_model, bundle, precision)}
     except EXPECTED_ERRORS as err:

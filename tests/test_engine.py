@@ -254,3 +254,20 @@ def test_two_process_ddp_run_keeps_ranks_identical(tmp_path, data_dir):
     assert json.loads((run_dir / "environment.json").read_text())["world_size"] == 2
     assert len(read_metrics(run_dir / "metrics.csv")) == 2
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")], "only rank 0 should write, once"
+
+
+def test_test_py_reevaluates_a_run_and_matches_its_final_table(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    trained = subprocess.run(_train_cmd(run_dir, "--set", "epochs=1", "--set", "warmup_epochs=0"),
+                             cwd=REPO_ROOT, capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr
+    overrides = [arg for item in TINY_OVERRIDES + ["epochs=1", "warmup_epochs=0"] for arg in ("--set", item)]
+    evaluated = subprocess.run([sys.executable, "test.py", "--config", str(SMOKE), "--run-dir", str(run_dir),
+                                *overrides], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert evaluated.returncode == 0, evaluated.stderr
+    final = json.loads((run_dir / "final.json").read_text())
+    test_acc = 100 * final["last"]["test"]["accuracy"]
+    assert f"last epoch        test   {test_acc:9.2f}%" in evaluated.stdout, evaluated.stdout
+    missing = subprocess.run([sys.executable, "test.py", "--config", str(SMOKE), "--run-dir", str(tmp_path / "none")],
+                             cwd=REPO_ROOT, capture_output=True, text=True)
+    assert missing.returncode == 2 and "not a run directory" in missing.stderr
