@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.augment import PILImageDataset, random_crop_flip, torchvision_train_transform
-from course_utils.data import REPO_ROOT, Dataset
+from course_utils.data import Dataset
+from course_utils.engine import shown_path  # noqa: F401 - the lessons import it from here too
 from course_utils.loader import BatchIterator
 from course_utils.models import create_model
 from course_utils.plots import show_image_grid
@@ -52,15 +53,6 @@ def describe_data_source(dataset: Dataset) -> str:
             f"{len(test_exact):,} test images, the others JPEG-degraded"
         )
     return "; ".join(parts)
-
-
-def shown_path(path) -> str:
-    """``path`` relative to the repository root when inside it (outputs then show no machine's folders)."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
 
 
 def mean_per_image_std(images: np.ndarray, chunk: int = 4096) -> tuple[float, float, float]:
