@@ -62,10 +62,11 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> str:
 
 
 def resolve_channels_last(device: torch.device, requested: str = "auto") -> bool:
-    """``auto``: channels-last on GPUs (tensor cores want NHWC), the default NCHW on CPUs, where
-    oneDNN's NCHW path measured several times faster for these small convs."""
+    """``auto`` means channels-last (NHWC) on every device: GPU tensor cores want it, and on the
+    course's 2-core CPU oneDNN's NHWC convolutions measured 1.18-1.46x faster than NCHW for
+    ResNet-18 at widths 8 to 64, training and evaluation alike (``make bench`` keeps the A/B)."""
     if requested == "auto":
-        return device.type == "cuda"
+        return True
     return requested == "channels_last"
 
 

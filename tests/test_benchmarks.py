@@ -93,8 +93,8 @@ def test_training_rows_ablations_and_ratios(bench):
         assert needed in effects, f"no ablation row for {needed!r}: {effects}"
     defaults = [r for r in rows.values() if r["course_default"]]
     assert len(defaults) == 1 and defaults[0]["name"] == p["course_default"], "exactly one course-default row"
-    assert defaults[0]["precision"] == "fp32" and not defaults[0]["channels_last"], \
-        "on a CPU the engine picks fp32 and NCHW (repro.resolve_*)"
+    assert defaults[0]["precision"] == "fp32" and defaults[0]["channels_last"], \
+        "on a CPU the engine picks fp32 and channels_last (repro.resolve_*)"
     for name, row in rows.items():
         if row["skipped"]:  # bf16/fp16 need CUDA; compile on CPU needs --compile
             assert row["images_per_s"] is None and row["speedup_vs_reference"] is None, name
