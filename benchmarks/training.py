@@ -100,7 +100,7 @@ def plan_variants(device: torch.device, config: TrainConfig, ref_workers: int, c
     """
     on_gpu = device.type == "cuda"
     auto_precision = resolve_precision(device, config.precision)  # bf16 / fp16 on GPUs, fp32 on CPUs
-    auto_cl = resolve_channels_last(device, config.memory_format)  # channels_last on every device
+    auto_cl = resolve_channels_last(device, config.memory_format, config.width)  # channels_last at width 16, 32, 64
     fmt = "channels_last" if auto_cl else "NCHW"
     no_amp = None if on_gpu else "bf16/fp16 autocast needs a CUDA GPU (repro.resolve_precision refuses it on a CPU)"
     no_compile = None if (on_gpu or compile_on_cpu) else "torch.compile on a CPU takes minutes: pass --compile"

@@ -59,7 +59,7 @@ class TrainConfig:
     deterministic: bool = True
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    memory_format: str = "auto"  # auto (= channels_last, faster on GPUs and CPUs alike) | channels_last | contiguous
+    memory_format: str = "auto"  # auto (GPU: channels_last; CPU: at widths divisible by 16) | channels_last | contiguous
     compile: bool = False
     keep_best: bool = True  # also keep (and finally evaluate) the best-by-validation weights
 

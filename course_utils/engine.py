@@ -108,7 +108,7 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_s
     train_idx, val_idx = select_train_val(config, dataset.y_train)
     mean, std = data_lib.channel_stats(dataset.x_train[train_idx])
     per_rank_batch = max(config.batch_size // world_size, 1)
-    channels_last = resolve_channels_last(device, config.memory_format)
+    channels_last = resolve_channels_last(device, config.memory_format, config.width)
     common = dict(mean=mean, std=std, device=device, channels_last=channels_last, seed=config.seed)
 
     def split(images, labels, **kwargs):
@@ -383,7 +383,7 @@ def train(
         device = torch.device("cuda", dist_info.local_rank)
         torch.cuda.set_device(device)
     precision = resolve_precision(device, config.precision)
-    channels_last = resolve_channels_last(device, config.memory_format)
+    channels_last = resolve_channels_last(device, config.memory_format, config.width)
     set_deterministic(config.deterministic, device)
     seed_everything(config.seed)
 
@@ -574,7 +574,7 @@ def load_weights(run_dir, which: str = "last", device="cpu") -> tuple[torch.nn.M
     num_classes = data_lib.SPECS[run.config.dataset].num_classes
     model = build_model(run.config, num_classes).to(device)
     model.load_state_dict(state["model"])
-    if resolve_channels_last(torch.device(device), run.config.memory_format):
+    if resolve_channels_last(torch.device(device), run.config.memory_format, run.config.width):
         model = model.to(memory_format=torch.channels_last)
     return model.eval(), run.config
 

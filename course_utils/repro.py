@@ -61,13 +61,24 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> str:
     return "bf16" if torch.cuda.get_device_capability(device)[0] >= 8 else "fp16"
 
 
-def resolve_channels_last(device: torch.device, requested: str = "auto") -> bool:
-    """``auto`` means channels-last (NHWC) on every device: GPU tensor cores want it, and on the
-    course's 2-core CPU oneDNN's NHWC convolutions measured 1.18-1.46x faster than NCHW for
-    ResNet-18 at widths 8 to 64, training and evaluation alike (``make bench`` keeps the A/B)."""
-    if requested == "auto":
+CPU_CHANNELS_LAST_MULTIPLE = 16  # channels_last on a CPU only for widths that are a multiple of this
+
+
+def resolve_channels_last(device: torch.device, requested: str = "auto", width: int | None = None) -> bool:
+    """Whether a model of this ``width`` trains in channels-last (NHWC) memory format.
+
+    ``auto``: always on GPUs, where tensor cores want NHWC. On CPUs only when ``width`` is a
+    multiple of 16. There NHWC measured 1.18-1.46x faster than NCHW for ResNet-18 at widths 8-64
+    (``make bench`` keeps the A/B), but torch 2.14.1's oneDNN backward of a stride-2 1x1
+    convolution (the projection shortcut) crashes the process (segfault, double free) in NHWC
+    with 4 or 8 input channels and an odd batch size. With 16 and more channels it measured
+    correct: its gradients matched NCHW's. An unknown width on a CPU gets NCHW.
+    """
+    if requested != "auto":
+        return requested == "channels_last"
+    if device.type == "cuda":
         return True
-    return requested == "channels_last"
+    return width is not None and width % CPU_CHANNELS_LAST_MULTIPLE == 0
 
 
 def autocast(device: torch.device, precision: str):

@@ -220,7 +220,7 @@ def lr_range_test(config: TrainConfig, *, start_lr: float = 1e-5, end_lr: float 
     seed_everything(config.seed)
     bundle = engine.build_data(config, device)
     model = engine.build_model(config, len(bundle.classes)).to(device)
-    if resolve_channels_last(device, config.memory_format):
+    if resolve_channels_last(device, config.memory_format, config.width):
         model = model.to(memory_format=torch.channels_last)
     optimizer = engine.build_optimizer(config.replace(lr=start_lr, eta_min=0.0), model)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")

@@ -15,6 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from course_utils.repro import resolve_channels_last
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # ``benchmarks`` is run from the repository root, not installed
@@ -93,8 +96,9 @@ def test_training_rows_ablations_and_ratios(bench):
         assert needed in effects, f"no ablation row for {needed!r}: {effects}"
     defaults = [r for r in rows.values() if r["course_default"]]
     assert len(defaults) == 1 and defaults[0]["name"] == p["course_default"], "exactly one course-default row"
-    assert defaults[0]["precision"] == "fp32" and defaults[0]["channels_last"], \
-        "on a CPU the engine picks fp32 and channels_last (repro.resolve_*)"
+    expected_format = resolve_channels_last(torch.device("cpu"), "auto", p["width"])
+    assert defaults[0]["precision"] == "fp32" and defaults[0]["channels_last"] == expected_format, \
+        "the course-default row should use what the engine picks on a CPU at this width (repro.resolve_*)"
     for name, row in rows.items():
         if row["skipped"]:  # bf16/fp16 need CUDA; compile on CPU needs --compile
             assert row["images_per_s"] is None and row["speedup_vs_reference"] is None, name
