@@ -15,6 +15,7 @@ import pytest
 from course_utils import data as cd
 from course_utils.config import TrainConfig
 from course_utils.engine import select_train_val
+from cache_checks import assert_bad_cache_is_rejected_untouched
 from fake_torchvision import (
     FAKE_CIFAR100_NOTE,
     fake_cifar100_labels,
@@ -103,16 +104,7 @@ def _corruptions(valid):
                                   "images wrong shape", "fine label out of range"])
 def test_bad_cifar100_cache_names_file_and_problem_and_is_left_untouched(tmp_path, tiny_arrays, case):
     arrays, expected = _corruptions(tiny_arrays)[case]
-    cache = tmp_path / "cifar100.npz"
-    np.savez_compressed(cache, **arrays)
-    before = cache.read_bytes()
-    with pytest.raises(cd.DataError) as err:
-        cd.load_dataset(TINY, tmp_path, download=True)  # download allowed: it must still not replace the file
-    message = str(err.value)
-    assert str(cache) in message and expected in message, f"expected {expected!r} and the path in: {message}"
-    assert "\n" not in message, "the error should be one line"
-    assert cache.read_bytes() == before, "a bad cache was modified"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar100.npz"], "something else was written"
+    assert_bad_cache_is_rejected_untouched(TINY, tmp_path, arrays, expected)
 
 
 # --------------------------------------------------------------------------- long tail
