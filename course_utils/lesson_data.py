@@ -144,7 +144,7 @@ def show_augmented_draws(images: np.ndarray, draws: int = 5, padding: int = 4, s
 
 
 def augmentation_viewer(images: np.ndarray, draws: int = 5, padding: int = 4, seed: int = 0):
-    """An ipywidgets control (padding 0..8, seed) that redraws ``show_augmented_draws``.
+    """An ipywidgets control (padding 0..8, seed) that redraws ``show_augmented_draws`` on release.
 
     It draws only when a slider moves, never while the cell executes: ``interact``'s initial
     draw into an Output widget can deadlock unattended execution (papermill, nbval; see
@@ -154,8 +154,9 @@ def augmentation_viewer(images: np.ndarray, draws: int = 5, padding: int = 4, se
     import ipywidgets as widgets
     import matplotlib.pyplot as plt
 
-    padding_slider = widgets.IntSlider(value=padding, min=0, max=8, description="padding")
-    seed_slider = widgets.IntSlider(value=seed, min=0, max=99, description="seed")
+    # continuous_update=False: redraw once on release, not once per pixel of a drag (36-image grids).
+    padding_slider = widgets.IntSlider(value=padding, min=0, max=8, description="padding", continuous_update=False)
+    seed_slider = widgets.IntSlider(value=seed, min=0, max=99, description="seed", continuous_update=False)
     out = widgets.Output()
 
     def redraw(_change=None):

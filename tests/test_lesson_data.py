@@ -85,6 +85,17 @@ def test_augmentation_viewer_has_padding_and_seed_sliders(cifar10):
     assert "seed" in sliders, sliders
 
 
+def test_augmentation_viewer_redraws_only_when_a_slider_is_released(cifar10):
+    viewer = lesson_data.augmentation_viewer(cifar10.x_train[:2], draws=2)
+    sliders = [w for w in viewer.children if hasattr(w, "continuous_update")]
+    assert len(sliders) == 2, viewer.children
+    for slider in sliders:
+        assert slider.continuous_update is False, (
+            f"slider {slider.description!r} redraws while it is dragged: every pixel of a drag would queue "
+            "a redraw of the image grid; set continuous_update=False"
+        )
+
+
 def test_augmentation_throughput_measures_both_pipelines_and_restores_threads(cifar10):
     threads = torch.get_num_threads()
     result = lesson_data.augmentation_throughput(cifar10.x_train[:256], cifar10.y_train[:256], MEAN, STD, batch_size=64)
