@@ -59,19 +59,49 @@ def plot_class_balance(counts: dict, classes, ax=None):
     return ax
 
 
+def robust_upper_limit(values, whisker: float = 1.5) -> float:
+    """Tukey's upper fence, ``Q3 + whisker * IQR``, capped at the largest value.
+
+    A loss curve's first validation epoch can be 10-1000x the rest (BatchNorm statistics of a
+    barely trained network); a y-axis that shows it flattens every curve that matters.
+    """
+    values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    if values.size == 0:
+        return 1.0
+    q1, q3 = np.quantile(values, [0.25, 0.75])
+    return float(min(values.max(), q3 + whisker * max(q3 - q1, 1e-12)))
+
+
 def plot_learning_curves(runs: dict, metric: str = "loss", ax=None, title: str | None = None):
     """Train and validation ``metric`` ("loss" or "acc") per epoch for one or more runs.
 
     ``runs`` maps a label to a run's metrics rows (``Run.metrics``). Solid: validation;
-    dashed: training (measured on augmented batches while training, as usual).
+    dashed: training (measured on augmented batches while training, as usual). For losses the
+    y-axis stops at ``robust_upper_limit`` of all values plotted: points above it (usually the
+    epoch-1 validation loss) are drawn as triangles on the top edge, labelled with their value.
     """
     ax = _axes(ax)
+    scale = 100 if metric == "acc" else 1
+    plotted = []
     for i, (label, rows) in enumerate(runs.items()):
         epochs = [r["epoch"] for r in rows]
-        scale = 100 if metric == "acc" else 1
         color = f"C{i}"
-        ax.plot(epochs, [scale * r[f"train_{metric}"] for r in rows], "--", color=color, label=f"{label} train")
-        ax.plot(epochs, [scale * r[f"val_{metric}"] for r in rows], "-", color=color, label=f"{label} val")
+        for split, style in (("train", "--"), ("val", "-")):
+            values = [scale * r[f"{split}_{metric}"] for r in rows]
+            ax.plot(epochs, values, style, color=color, label=f"{label} {split}")
+            plotted.append((epochs, values, color))
+    if metric == "loss" and plotted:
+        top = robust_upper_limit([v for _, values, _ in plotted for v in values])
+        clipped = [(e, v, c) for epochs, values, c in plotted for e, v in zip(epochs, values) if v > top]
+        if clipped:
+            low = min(0.0, min(v for _, values, _ in plotted for v in values))
+            ylim_top = top * 1.08 if top > 0 else top + 1
+            ax.set_ylim(low, ylim_top)
+            for e, v, c in clipped:
+                ax.plot([e], [ylim_top], "^", color=c, markersize=7, clip_on=False)
+                ax.annotate(f"{v:.3g}", (e, ylim_top), textcoords="offset points", xytext=(4, -10), fontsize=7, color=c)
+            ax.text(0.99, 0.98, f"{len(clipped)} point(s) above the axis (triangles)", transform=ax.transAxes,
+                    ha="right", va="top", fontsize=7, alpha=0.8)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)" if metric == "acc" else "cross-entropy loss")
     ax.grid(alpha=0.3)
