@@ -12,34 +12,58 @@ import torch.nn.functional as F
 
 
 def random_crop_flip(
-    images: torch.Tensor, padding: int = 4, flip: bool = True, generator: torch.Generator | None = None
+    images: torch.Tensor,
+    padding: int = 4,
+    flip: bool = True,
+    generator: torch.Generator | None = None,
+    *,
+    mirror: torch.Tensor | None = None,
+    pad_mode: str = "zeros",
 ) -> torch.Tensor:
-    """Random crop with zero padding and random horizontal flip, for a batch.
+    """Random crop with padding and random horizontal flip, for a batch.
 
     Args:
         images: ``(N, C, H, W)`` tensor of any dtype (uint8 before normalization, so the
             padding is black, exactly like torchvision's ``RandomCrop(32, padding=4)`` on PIL).
-        padding: pixels of zero padding on each side; each image gets its own offset in
+        padding: pixels of padding on each side; each image gets its own offset in
             ``[0, 2 * padding]`` per axis, i.e. ``(2p + 1) ** 2`` possible windows (81 for p=4).
         flip: mirror each image left-right with probability 1/2.
         generator: a CPU ``torch.Generator``; the random draws are made on the CPU and moved
             to the images' device, so the same seed gives the same batch on CPU and GPU.
+        mirror: bool ``(N,)``: which images to mirror, chosen by the caller (the alternating
+            flip); ``None`` draws them at random (if ``flip``).
+        pad_mode: ``"zeros"`` (black border) or ``"reflect"`` (the border mirrors the image,
+            as airbench's translate: no black pixels the test set never has).
 
     Returns:
         A new ``(N, C, H, W)`` tensor, same dtype and device.
     """
     n, c, h, w = images.shape
     offsets = torch.randint(0, 2 * padding + 1, (2, n), generator=generator)
-    mirror = torch.rand(n, generator=generator).lt(0.5) if flip else torch.zeros(n, dtype=torch.bool)
-    padded_w = w + 2 * padding
+    if mirror is None:
+        mirror = torch.rand(n, generator=generator).lt(0.5) if flip else torch.zeros(n, dtype=torch.bool)
     rows = offsets[0, :, None] + torch.arange(h)  # (N, H) rows of the padded image
     cols = torch.where(mirror[:, None], torch.arange(w - 1, -1, -1), torch.arange(w)) + offsets[1, :, None]  # (N, W)
-    # One gather from the flattened padded images does crop and flip together: the index of
-    # output pixel (y, x) of image i is rows[i, y] * padded_w + cols[i, x].
-    index = (rows[:, :, None] * padded_w + cols[:, None, :]).view(n, 1, h * w).to(images.device)
-    padded = F.pad(images, (padding, padding, padding, padding)) if padding else images
-    out = padded.reshape(n, c, -1).gather(2, index.expand(n, c, h * w))
+    if pad_mode == "reflect":
+        # Padded coordinate p is image coordinate p - padding, reflected at the borders: no pad needed.
+        rows, cols = _reflect(rows - padding, h), _reflect(cols - padding, w)
+        source, source_w = images, w
+    elif pad_mode == "zeros":
+        source = F.pad(images, (padding, padding, padding, padding)) if padding else images
+        source_w = w + 2 * padding
+    else:
+        raise ValueError(f"pad_mode must be 'zeros' or 'reflect', got {pad_mode!r}")
+    # One gather from the flattened (padded) images does crop and flip together: the index of
+    # output pixel (y, x) of image i is rows[i, y] * source_w + cols[i, x].
+    index = (rows[:, :, None] * source_w + cols[:, None, :]).view(n, 1, h * w).to(images.device)
+    out = source.reshape(n, c, -1).gather(2, index.expand(n, c, h * w))
     return out.view(n, c, h, w)
+
+
+def _reflect(coords: torch.Tensor, size: int) -> torch.Tensor:
+    """Mirror coordinates in ``(-size, 2 * size - 1)`` into ``[0, size)`` without repeating the edge."""
+    coords = coords.abs()
+    return torch.where(coords >= size, 2 * (size - 1) - coords, coords)
 
 
 def normalize(images: torch.Tensor, mean, std, dtype: torch.dtype = torch.float32) -> torch.Tensor:

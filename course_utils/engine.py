@@ -36,9 +36,12 @@ from course_utils.checkpoint import (
     restore_rng_state,
     save_atomically,
 )
+from course_utils.augment import normalize
 from course_utils.config import ConfigError, TrainConfig, from_dict, save_config
 from course_utils.evaluate import evaluate
+from course_utils.init import NORM_LAYERS
 from course_utils.loader import BatchIterator
+from course_utils.lookahead import Lookahead
 from course_utils.models import create_model
 from course_utils.repro import (
     autocast,
@@ -49,11 +52,12 @@ from course_utils.repro import (
     seed_everything,
     set_deterministic,
 )
-from course_utils.schedule import warmup_cosine
+from course_utils.schedule import warmup_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_s"]
+WHITENING_IMAGES = 5000  # training images that set a whitening conv (airbench's number): seconds, not minutes
 # Keys that may change between a run and its resumption without changing the result's meaning.
 RUNTIME_KEYS = {"device", "compile", "data_dir", "memory_format"}
 
@@ -119,7 +123,8 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_s
                 else data_lib.stratified_subset(dataset.y_test, config.test_per_class, seed=config.split_seed))
     return DataBundle(
         train=split(x_train, y_train, batch_size=per_rank_batch, train=True, augment=config.augment,
-                    padding=config.crop_padding, rank=rank, world_size=world_size),
+                    padding=config.crop_padding, pad_mode=config.pad_mode, flip_mode=config.flip_mode,
+                    rank=rank, world_size=world_size),
         train_eval=split(x_train, y_train, batch_size=512, train=False),
         val=split(dataset.x_train[val_idx], dataset.y_train[val_idx], batch_size=512, train=False),
         test=split(dataset.x_test[test_idx], dataset.y_test[test_idx], batch_size=512, train=False),
@@ -139,12 +144,41 @@ def build_model(config: TrainConfig, num_classes: int) -> torch.nn.Module:
                         init=config.init, zero_init_residual=config.zero_init_residual)
 
 
+def parameter_groups(config: TrainConfig, model: torch.nn.Module) -> list[dict]:
+    """The optimizer's groups: everything trainable, with norm-layer biases in a second group
+    when ``norm_bias_lr_scale != 1``.
+
+    That group's lr is ``lr * scale`` and its weight decay ``weight_decay / scale``, so the decay
+    per step (lr x weight decay) is unchanged: only the gradient step grows (airbench's 64x
+    BatchNorm-bias lr). Parameters frozen at build time (``requires_grad=False``) are left out.
+    """
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, NORM_LAYERS) and m.bias is not None}
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if config.norm_bias_lr_scale == 1.0:
+        return [{"params": [p for _, p in trainable]}]
+    scale = config.norm_bias_lr_scale
+    return [
+        {"params": [p for _, p in trainable if id(p) not in norm_biases]},
+        {"params": [p for _, p in trainable if id(p) in norm_biases], "lr": config.lr * scale,
+         "weight_decay": config.weight_decay / scale},
+    ]
+
+
 def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    groups = parameter_groups(config, model)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(config.momentum, 0.999),
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999),
                              weight_decay=config.weight_decay)
+
+
+def fit_data_dependent_init(model: torch.nn.Module, bundle: DataBundle) -> None:
+    """Models with a ``fit_whitening`` layer get it from the first training-split images
+    (normalized like every batch): never from validation or test images."""
+    if hasattr(model, "fit_whitening"):
+        images = bundle.train.images[:WHITENING_IMAGES].to(bundle.train.device)
+        model.fit_whitening(normalize(images, bundle.mean, bundle.std))
 
 
 def class_weights(config: TrainConfig, labels: np.ndarray, num_classes: int) -> torch.Tensor | None:
@@ -394,10 +428,14 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     if dist_info.enabled and config.sync_batchnorm:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    fit_data_dependent_init(model, bundle)
     optimizer = build_optimizer(config, model)
     steps_per_epoch = len(bundle.train)
     total_steps = steps_per_epoch * config.epochs
-    scheduler = warmup_cosine(optimizer, total_steps, steps_per_epoch * config.warmup_epochs, config.eta_min)
+    scheduler = warmup_schedule(optimizer, total_steps, steps_per_epoch * config.warmup_epochs, config.eta_min,
+                                config.schedule)
+    lookahead = (Lookahead(config.lookahead_every, config.lookahead_start_epoch, total_steps)
+                 if config.lookahead_every else None)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     weights = class_weights(config, bundle.train_labels, num_classes)
     criterion = torch.nn.CrossEntropyLoss(
@@ -411,6 +449,8 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
+        if lookahead is not None:
+            lookahead.load_state_dict(state["lookahead"])
         start_epoch, metrics, best = state["epoch"], list(state["metrics"]), dict(state["best"])
         log(f"resuming {shown_path(run_dir)} after epoch {start_epoch}/{config.epochs}")
 
@@ -440,6 +480,8 @@ def train(
             log(f"stopped after epoch {epoch} as asked; train() again on {shown_path(run_dir)} to resume")
             return load_run(run_dir) if dist_info.is_main else Run(run_dir, config, metrics, None)
         bundle.train.set_epoch(epoch)
+        if hasattr(model, "start_epoch"):
+            model.start_epoch(epoch)  # e.g. freeze the whitening bias after its epochs
         trainable.train()
         losses = torch.zeros(steps_per_epoch, device=device)
         correct = torch.zeros((), device=device)
@@ -448,6 +490,8 @@ def train(
         batches = _progress(bundle.train, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
         for step, (x, y) in enumerate(batches):
             loss, batch_correct = train_step(trainable, x, y, criterion, optimizer, scaler, scheduler, precision)
+            if lookahead is not None:
+                lookahead.after_step(model, epoch * steps_per_epoch + step + 1, epoch)
             losses[step] = loss.float()
             correct += batch_correct
             seen += len(y)
@@ -459,6 +503,8 @@ def train(
         totals = _all_reduce_sum(torch.stack([losses.sum(), correct, torch.tensor(float(seen), device=device),
                                               torch.tensor(float(steps_per_epoch), device=device)]), dist_info)
         _average_buffers(model, dist_info)
+        if lookahead is not None:
+            lookahead.end_epoch(model)  # evaluate and save the averaged weights
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - started
@@ -484,7 +530,8 @@ def train(
             save_atomically(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                 "rng": capture_rng_state(), "config": config.to_dict(), "metrics": metrics, "best": best},
+                 "rng": capture_rng_state(), "config": config.to_dict(), "metrics": metrics, "best": best,
+                 "lookahead": None if lookahead is None else lookahead.state_dict()},
                 checkpoint_path)
         _barrier(dist_info)
 
@@ -531,31 +578,39 @@ def _gather_digests(model, dist_info: DistInfo) -> list[str]:
     return digests
 
 
-def evaluation_table(model, bundle: DataBundle, precision: str = "fp32") -> dict:
-    """``{"train"|"val"|"test": {"loss", "accuracy"}}``; train is evaluated without augmentation."""
-    return {name: evaluate(model, batches, precision)
-            for name, batches in (("train", bundle.train_eval), ("val", bundle.val), ("test", bundle.test))}
+def evaluation_table(model, bundle: DataBundle, precision: str = "fp32", tta: str = "none") -> dict:
+    """``{"train"|"val"|"test": {"loss", "accuracy"}}``; train is evaluated without augmentation,
+    val and test with the test-time augmentation ``tta`` (see ``evaluate.tta_logits``)."""
+    return {"train": evaluate(model, bundle.train_eval, precision),
+            "val": evaluate(model, bundle.val, precision, tta),
+            "test": evaluate(model, bundle.test, precision, tta)}
 
 
 def _final_evaluation(model, bundle: DataBundle, precision, run_dir: Path, best: dict, config) -> dict:
     """The table on the last weights and, if kept and different, the best-by-validation weights.
 
-    The test set is evaluated here once, after training: nothing is ever chosen by it.
+    The test set is evaluated here once, after training: nothing is ever chosen by it. With
+    test-time augmentation, ``without_tta`` also holds the last weights' plain val/test numbers.
     """
     final = {"status": "finished", "epochs": config.epochs, "data_source": bundle.data_source.name,
-             "last": evaluation_table(model, bundle, precision)}
+             "tta": config.tta, "last": evaluation_table(model, bundle, precision, config.tta)}
+    if config.tta != "none":
+        final["without_tta"] = {name: evaluate(model, batches, precision)
+                                for name, batches in (("val", bundle.val), ("test", bundle.test))}
     if config.keep_best:
         if best["epoch"] == config.epochs:
             final["best"] = {"epoch": config.epochs, **final["last"]}
         else:
             best_model = load_weights(run_dir, "best", device=next(model.parameters()).device)[0]
-            final["best"] = {"epoch": best["epoch"], **evaluation_table(best_model, bundle, precision)}
+            final["best"] = {"epoch": best["epoch"], **evaluation_table(best_model, bundle, precision, config.tta)}
     return final
 
 
 def format_final(final: dict) -> str:
     """The final train/val/test table as text (accuracy in %, cross-entropy loss)."""
     lines = [f"{'weights':<18}{'split':<7}{'accuracy':>10}{'loss':>9}"]
+    if final.get("tta", "none") != "none":
+        lines.insert(0, f"val and test with test-time augmentation '{final['tta']}' (train without)")
     for which in ("last", "best"):
         if which not in final:
             continue
@@ -563,6 +618,8 @@ def format_final(final: dict) -> str:
         for split in ("train", "val", "test"):
             r = final[which][split]
             lines.append(f"{label:<18}{split:<7}{100 * r['accuracy']:>9.2f}%{r['loss']:>9.4f}")
+    for split, r in final.get("without_tta", {}).items():
+        lines.append(f"{'last, no TTA':<18}{split:<7}{100 * r['accuracy']:>9.2f}%{r['loss']:>9.4f}")
     return "\n".join(lines)
 
 

@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-INIT_SCHEMES = ("kaiming", "trunc_normal", "xavier", "default", "small", "large")
+INIT_SCHEMES = ("kaiming", "trunc_normal", "xavier", "default", "small", "large", "dirac")
 SMALL_STD = 0.01  # 0.17x the Kaiming std of a width-64 3x3 conv: activations vanish with depth
 LARGE_STD = 0.2  # 3.4x that std: activations grow ~3x per layer, ~1e10x over 20 layers
 TRUNC_NORMAL_STD = 0.02  # the ViT/BERT convention
@@ -34,7 +35,16 @@ def _trunc_normal(weight: torch.Tensor) -> None:
     nn.init.trunc_normal_(weight, std=std, a=-2 * std, b=2 * std)
 
 
+def _dirac(weight: torch.Tensor) -> None:
+    """PyTorch's default init, then the first ``C_in`` filters of a conv as the identity
+    (``dirac_``): each conv starts as an implicit residual connection (airbench)."""
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))  # what nn.Conv2d/nn.Linear do by default
+    if weight.dim() == 4 and weight.shape[0] >= weight.shape[1]:
+        nn.init.dirac_(weight[: weight.shape[1]])
+
+
 _WEIGHT_INITS = {
+    "dirac": _dirac,
     "kaiming": _kaiming,
     "trunc_normal": _trunc_normal,
     "xavier": nn.init.xavier_normal_,
@@ -63,6 +73,8 @@ def init_weights(model: nn.Module, scheme: str = "kaiming", zero_init_residual: 
     - ``"xavier"``: ``xavier_normal_``, ``N(0, 2 / (fan_in + fan_out))``: ignores ReLU halving
       the variance, so activations shrink by ~sqrt(2) per layer in a plain net.
     - ``"default"``: PyTorch's own defaults, by calling every module's ``reset_parameters()``.
+    - ``"dirac"`` (reference for the fast net): PyTorch's default, then each conv's first
+      ``C_in`` filters set to the identity, so a conv starts by passing its input through.
     - ``"small"`` / ``"large"``: ``N(0, 0.01^2)`` / ``N(0, 0.2^2)``: vanishing / exploding.
 
     Biases are zeroed and norm layers (BatchNorm, GroupNorm, LayerNorm) start as the identity

@@ -33,6 +33,11 @@ class BatchIterator:
         mean, std: per-channel normalization in [0, 1] units.
         train: shuffle every epoch and augment; otherwise fixed order, no augmentation.
         augment: with ``train``, apply random crop (``padding``) and horizontal flip (``flip``).
+        flip_mode: ``"random"``: each image mirrored with probability 1/2 in every epoch;
+            ``"alternating"`` (airbench): each image gets a random mirror state once, then all
+            images flip together every other epoch, so every image is seen both ways in any two
+            consecutive epochs instead of by chance.
+        pad_mode: the crop's padding, ``"zeros"`` or ``"reflect"`` (see ``random_crop_flip``).
         seed: seeds the per-epoch order and augmentation (see ``epoch_generator``).
         device: where batches are produced.
         keep_on_device: store the whole split on ``device`` (fast on a GPU) instead of on
@@ -57,6 +62,8 @@ class BatchIterator:
         augment: bool = True,
         padding: int = 4,
         flip: bool = True,
+        flip_mode: str = "random",
+        pad_mode: str = "zeros",
         seed: int = 0,
         device="cpu",
         keep_on_device: bool = True,
@@ -77,7 +84,12 @@ class BatchIterator:
         self.mean, self.std = mean, std
         self.train, self.augment = train, augment
         self.padding, self.flip = padding, flip
+        if flip_mode not in ("random", "alternating"):
+            raise ValueError(f"flip_mode must be 'random' or 'alternating', got {flip_mode!r}")
+        self.flip_mode, self.pad_mode = flip_mode, pad_mode
         self.seed = seed
+        # The alternating flip's per-image starting state: drawn once, from the seed alone.
+        self.first_mirror = torch.rand(len(self.labels), generator=epoch_generator(seed, -1)).lt(0.5)
         self.channels_last = channels_last
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -101,15 +113,23 @@ class BatchIterator:
             n = n // self.world_size
         return math.ceil(n / self.batch_size)
 
+    def _mirror(self, batch_idx: torch.Tensor) -> torch.Tensor | None:
+        """The alternating flip's mirror mask for a batch; ``None`` lets the crop draw it at random."""
+        if not self.flip or self.flip_mode == "random":
+            return None
+        return self.first_mirror[batch_idx] ^ bool(self.epoch % 2)
+
     def __iter__(self):
         generator = epoch_generator(self.seed, self.epoch)
         order = self._order(generator)
         for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size].to(self.images.device)
+            batch_idx = order[start : start + self.batch_size]
+            idx = batch_idx.to(self.images.device)
             x = self.images[idx].to(self.device, non_blocking=True)
             y = self.labels[idx].to(self.device, non_blocking=True)
             if self.train and self.augment:
-                x = random_crop_flip(x, self.padding, self.flip, generator=generator)
+                x = random_crop_flip(x, self.padding, self.flip, generator=generator,
+                                     mirror=self._mirror(batch_idx), pad_mode=self.pad_mode)
             x = normalize(x, self.mean, self.std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -7,6 +7,8 @@ Registered names (see ``list_models()``):
   ``stem="imagenet"`` swaps in torchvision's 7x7 stride-2 conv + 3x3 stride-2 max-pool, to
   show why that stem fails on 32x32 images (8x8 maps after the stem, 1x1 in the last stage).
 - ``vit_tiny``, ``vit_small`` (alias ``vit``): a ViT for 32x32 images, patch size 4.
+- ``fastnet``, ``fastnet_wide``: airbench's fast net (frozen patch-whitening conv, three
+  conv-pool-BatchNorm-GELU groups of ``width * (1, 2, 2)`` or ``width * (1, 4, 4)`` channels).
 
 Every model takes images ``(N, 3, 32, 32)`` (either memory format) and returns logits
 ``(N, num_classes)``. Parameter counts at the defaults (width 64, 10 classes), printed by
@@ -18,6 +20,8 @@ resnet34       21,282,122
 resnet50       23,520,842
 vit_tiny        1,806,538
 vit_small       8,335,882
+fastnet           569,656
+fastnet_wide    1,972,792
 =============  ============
 """
 
@@ -31,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils.init import INIT_SCHEMES, init_weights
+from course_utils.whitening import whitening_filters
 
 NORMS = ("batch", "group")
 STEMS = ("cifar", "imagenet")
@@ -417,3 +422,91 @@ def vit_small(num_classes: int = 10, norm: str = "batch", width: int = 64, **kwa
     (e.g. kentaroy47/vision-transformers-cifar10), and 64+1 tokens keep it quick on a GPU.
     """
     return _vit(num_classes, norm, width, base_dim=384, depth=7, heads=6, **kwargs)
+
+
+# --------------------------------------------------------------------------- the fast net (airbench)
+
+FAST_BATCHNORM_MOMENTUM = 0.4  # PyTorch's convention (airbench's 0.6 = 1 - 0.4): short memory, few steps
+FAST_LOGIT_SCALE = 1 / 9  # airbench's output scaling: small logits at init, no softmax saturation
+WHITENING_KERNEL = 2  # 2x2 patches: 12 directions of a 2x2x3 patch, each with both signs
+
+
+class ConvGroup(nn.Module):
+    """conv 3x3 -> max-pool 2 -> BatchNorm -> GELU -> conv 3x3 -> BatchNorm -> GELU.
+
+    Pooling right after the first conv halves the resolution early: later convs cost a quarter.
+    BatchNorm has no learnable scale (the next conv can scale), only a bias.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = _fast_batchnorm(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm2 = _fast_batchnorm(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.norm1(self.pool(self.conv1(x))))
+        return F.gelu(self.norm2(self.conv2(x)))
+
+
+def _fast_batchnorm(channels: int) -> nn.BatchNorm2d:
+    norm = nn.BatchNorm2d(channels, eps=1e-12, momentum=FAST_BATCHNORM_MOMENTUM)
+    norm.weight.requires_grad_(False)  # stays at 1: no learnable scale
+    return norm
+
+
+class FastNet(nn.Module):
+    """airbench's net: whitening conv (2x2, frozen) -> GELU -> three ConvGroups -> max-pool -> linear.
+
+    32x32 -> 31x31 (whitening, no padding) -> 15 -> 7 -> 3 -> 1 (max over the last 3x3 map).
+    Call ``fit_whitening`` with training images before training; ``start_epoch`` freezes the
+    whitening bias after ``whiten_bias_epochs`` epochs (it only needs to find its level once).
+    """
+
+    reference_init = "dirac"
+
+    def __init__(self, num_classes: int, widths: tuple[int, int, int], whiten_bias_epochs: int = 3):
+        super().__init__()
+        whiten_channels = 2 * 3 * WHITENING_KERNEL**2
+        self.whiten = nn.Conv2d(3, whiten_channels, WHITENING_KERNEL, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        self.groups = nn.Sequential(ConvGroup(whiten_channels, widths[0]), ConvGroup(widths[0], widths[1]),
+                                    ConvGroup(widths[1], widths[2]))
+        self.head = nn.Linear(widths[2], num_classes, bias=False)
+        self.whiten_bias_epochs = whiten_bias_epochs
+
+    @torch.no_grad()
+    def fit_whitening(self, images: torch.Tensor) -> torch.Tensor:
+        """Set the whitening filters from normalized training images ``(N, 3, 32, 32)``; returns the
+        patch eigenvalues (largest first)."""
+        weight, eigenvalues = whitening_filters(images, WHITENING_KERNEL)
+        self.whiten.weight.copy_(weight.to(self.whiten.weight))
+        return eigenvalues
+
+    def start_epoch(self, epoch: int) -> None:
+        self.whiten.bias.requires_grad_(epoch < self.whiten_bias_epochs)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.groups(F.gelu(self.whiten(images)))
+        x = F.adaptive_max_pool2d(x, 1).flatten(1)
+        return self.head(x) * FAST_LOGIT_SCALE
+
+
+def _fastnet(num_classes: int, norm: str, width: int, multipliers: tuple[int, int, int]) -> FastNet:
+    if norm != "batch":
+        raise ValueError(f"norm={norm!r}: the fast net is built around BatchNorm; leave norm at its default")
+    return FastNet(num_classes, tuple(width * m for m in multipliers))
+
+
+@register_model
+def fastnet(num_classes: int = 10, norm: str = "batch", width: int = 64) -> FastNet:
+    """Groups of 64/128/128 channels at width 64 (the airbench93 shape): the laptop's fast recipe."""
+    return _fastnet(num_classes, norm, width, (1, 2, 2))
+
+
+@register_model
+def fastnet_wide(num_classes: int = 10, norm: str = "batch", width: int = 64) -> FastNet:
+    """Groups of 64/256/256 channels at width 64 (the airbench94 shape)."""
+    return _fastnet(num_classes, norm, width, (1, 4, 4))

@@ -1,0 +1,55 @@
+"""Lookahead with an exponential moving average of the weights (hlb-CIFAR10, airbench).
+
+Every ``every`` optimizer steps (from epoch ``start_epoch`` on) the running average moves
+towards the current weights, and the weights are then reset to that average: the optimizer
+explores, the average keeps what it found. The average's decay grows during training as
+``decay_base ** every * (step / total_steps) ** decay_power``: light averaging early, when the
+weights should move fast, heavy averaging at the end, which acts like a learning-rate decay.
+At the end of every epoch the weights are set to the average, so checkpoints hold averaged weights.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class Lookahead:
+    def __init__(self, every: int, start_epoch: int, total_steps: int,
+                 decay_base: float = 0.95, decay_power: float = 3.0):
+        self.every, self.start_epoch, self.total_steps = every, start_epoch, total_steps
+        self.decay_base, self.decay_power = decay_base, decay_power
+        self.average: dict[str, torch.Tensor] | None = None  # None until the first averaging step
+
+    def decay(self, step: int) -> float:
+        """The average's decay after optimizer step ``step`` (1-based, whole run)."""
+        return self.decay_base ** self.every * (step / self.total_steps) ** self.decay_power
+
+    def after_step(self, model: torch.nn.Module, step: int, epoch: int) -> None:
+        """Call after optimizer step ``step`` (1-based, counted over the whole run) of ``epoch`` (0-based)."""
+        if epoch < self.start_epoch or step % self.every:
+            return
+        if self.average is None:
+            self.average = {k: v.detach().clone() for k, v in _floats(model).items()}
+        else:
+            self._pull(model, self.decay(step))
+
+    def end_epoch(self, model: torch.nn.Module) -> None:
+        if self.average is not None:
+            self._pull(model, 1.0)  # weights := average
+
+    @torch.no_grad()
+    def _pull(self, model: torch.nn.Module, decay: float) -> None:
+        for name, tensor in _floats(model).items():
+            self.average[name].lerp_(tensor, 1.0 - decay)
+            tensor.copy_(self.average[name])
+
+    def state_dict(self) -> dict:
+        return {"average": self.average}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.average = state["average"]
+
+
+def _floats(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and float buffers (BatchNorm running statistics); step counters are left alone."""
+    return {k: v for k, v in model.state_dict(keep_vars=True).items() if v.is_floating_point()}

@@ -1,0 +1,162 @@
+"""The fast recipe's pieces (lesson 12): translate with reflected borders, alternating flip,
+patch whitening, lookahead, norm-bias learning rate, test-time augmentation, and the whole
+recipe through the engine, resumed bitwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_utils.augment import random_crop_flip
+from course_utils.checkpoint import load_checkpoint
+from course_utils.config import load_config
+from course_utils.engine import parameter_groups, train
+from course_utils.evaluate import tta_logits
+from course_utils.loader import BatchIterator
+from course_utils.lookahead import Lookahead
+from course_utils.models import create_model
+from course_utils.whitening import whitening_filters
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FAST = REPO_ROOT / "configs" / "fast.yaml"
+
+
+def test_reflect_translate_equals_cropping_a_reflect_padded_image(cifar10):
+    images = torch.as_tensor(cifar10.x_train[:64]).permute(0, 3, 1, 2).contiguous()
+    generator = torch.Generator().manual_seed(3)
+    out = random_crop_flip(images, padding=2, flip=True, generator=generator, pad_mode="reflect")
+    # Redo the same draws by hand: pad with reflection, cut the window, mirror.
+    generator = torch.Generator().manual_seed(3)
+    offsets = torch.randint(0, 5, (2, 64), generator=generator)
+    mirror = torch.rand(64, generator=generator).lt(0.5)
+    padded = F.pad(images.float(), (2, 2, 2, 2), mode="reflect").to(torch.uint8)
+    for i in range(64):
+        window = padded[i, :, offsets[0, i]:offsets[0, i] + 32, offsets[1, i]:offsets[1, i] + 32]
+        expected = window.flip(-1) if mirror[i] else window
+        assert torch.equal(out[i], expected), f"image {i} differs from the reflect-padded crop"
+    assert out.dtype == torch.uint8
+
+
+def test_alternating_flip_shows_every_image_both_ways_in_two_epochs(cifar10):
+    images, labels = cifar10.x_train[:200], cifar10.y_train[:200]
+    batches = BatchIterator(images, labels, 50, (0.5,) * 3, (0.25,) * 3, train=True, padding=0,
+                            flip_mode="alternating", seed=1)
+    originals = torch.as_tensor(images).permute(0, 3, 1, 2).float()
+    mirrored_in_epoch = []
+    for epoch in (0, 1, 2):
+        batches.set_epoch(epoch)
+        seen = {}
+        for x, _ in batches:
+            for image in x:
+                pixels = image * 0.25 + 0.5  # undo the normalization: [0, 1]
+                match = ((originals / 255 - pixels).abs().flatten(1).amax(1) < 1e-4).nonzero()
+                index = int(match[0]) if len(match) else int(((originals.flip(-1) / 255 - pixels).abs()
+                                                              .flatten(1).amax(1) < 1e-4).nonzero()[0])
+                seen[index] = not len(match)
+        mirrored_in_epoch.append(torch.tensor([seen[i] for i in range(200)]))
+    assert torch.equal(mirrored_in_epoch[0], ~mirrored_in_epoch[1]), "epoch 2 should mirror what epoch 1 did not"
+    assert torch.equal(mirrored_in_epoch[0], mirrored_in_epoch[2]), "even epochs share the first mirror state"
+    assert 60 < int(mirrored_in_epoch[0].sum()) < 140, "the first state should be a fair coin per image"
+
+
+def test_whitening_filters_decorrelate_the_patches_of_real_images(cifar10):
+    images = torch.as_tensor(cifar10.x_train[:2000]).permute(0, 3, 1, 2).float() / 255
+    images = (images - images.mean((0, 2, 3), keepdim=True)) / images.std((0, 2, 3), keepdim=True)
+    weight, eigenvalues = whitening_filters(images[:1000], kernel_size=2, eps=1e-8)
+    assert weight.shape == (24, 3, 2, 2) and torch.equal(weight[12:], -weight[:12])
+    assert torch.all(eigenvalues[:-1] >= eigenvalues[1:]), "eigenvalues should come largest first"
+    out = F.conv2d(images[1000:], weight[:12]).double()  # held-out images
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = flat.T @ flat / len(flat)
+    assert torch.allclose(covariance, torch.eye(12, dtype=torch.float64), atol=0.1), \
+        f"whitened patches should have ~identity covariance, got diagonal {covariance.diagonal()}"
+
+
+def test_lookahead_follows_its_decay_and_sets_the_weights_to_the_average():
+    model = torch.nn.Linear(3, 1, bias=False)
+    lookahead = Lookahead(every=5, start_epoch=1, total_steps=100)
+    assert lookahead.decay(100) == pytest.approx(0.95 ** 5)
+    assert lookahead.decay(50) == pytest.approx(0.95 ** 5 * 0.125)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    lookahead.after_step(model, 5, epoch=0)
+    assert lookahead.average is None, "no averaging before start_epoch"
+    lookahead.after_step(model, 50, epoch=1)  # first averaging step: the average starts here
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    lookahead.after_step(model, 51, epoch=1)  # not a multiple of 5: nothing happens
+    assert torch.all(model.weight == 3.0)
+    lookahead.after_step(model, 100, epoch=1)
+    decay = 0.95 ** 5
+    assert torch.allclose(model.weight, torch.full((1, 3), decay * 1.0 + (1 - decay) * 3.0)), \
+        "the weights should be reset to the moved average"
+    restored = Lookahead(5, 1, 100)
+    restored.load_state_dict(lookahead.state_dict())
+    assert torch.equal(restored.average["weight"], model.weight.detach())
+
+
+def test_norm_biases_get_the_scaled_lr_and_frozen_weights_are_left_out():
+    config = load_config(FAST)
+    model = create_model("fastnet", width=16, init="dirac")
+    groups = parameter_groups(config, model)
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert {id(p) for p in groups[1]["params"]} == norm_biases
+    assert groups[1]["lr"] == pytest.approx(config.lr * 64)
+    assert groups[1]["lr"] * groups[1]["weight_decay"] == pytest.approx(config.lr * config.weight_decay), \
+        "the norm biases' decay per step should equal everyone else's"
+    everything = {id(p) for g in groups for p in g["params"]}
+    assert id(model.whiten.weight) not in everything, "the frozen whitening filters must not be optimized"
+    assert id(model.whiten.bias) in everything
+    frozen_scales = [m.weight for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert not any(id(w) in everything for w in frozen_scales), "BatchNorm scales stay at 1"
+
+
+def test_tta_averages_the_views_airbench_uses():
+    torch.manual_seed(0)
+    model = create_model("fastnet", width=8, init="dirac").eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        plain, flip, six = (tta_logits(model, x, mode) for mode in ("none", "flip", "flip_translate"))
+        assert torch.allclose(plain, model(x))
+        assert torch.allclose(flip, (model(x) + model(x.flip(-1))) / 2, atol=1e-6)
+        up_left = F.pad(x, (1, 1, 1, 1), mode="reflect")[:, :, :32, :32]
+        assert torch.equal(up_left[:, :, 1:, 1:], x[:, :, :31, :31]), "a one-pixel shift down-right of content"
+        assert not torch.allclose(six, flip), "translated views should change the logits"
+    with pytest.raises(ValueError, match="tta must be one of"):
+        tta_logits(model, x, "rotate")
+
+
+def test_whitening_bias_trains_for_its_epochs_then_freezes():
+    model = create_model("fastnet", width=8, init="dirac")
+    model.start_epoch(2)
+    assert model.whiten.bias.requires_grad
+    model.start_epoch(3)
+    assert not model.whiten.bias.requires_grad
+
+
+TINY_FAST = ["train_per_class=30", "val_per_class=10", "test_per_class=10", "width=16", "epochs=4",
+             "warmup_epochs=1", "batch_size=50", "lookahead_start_epoch=1", "tta=flip"]
+
+
+@pytest.mark.slow
+def test_fast_recipe_stopped_and_resumed_equals_an_uninterrupted_run(tmp_path, data_dir):
+    config = load_config(FAST, [*TINY_FAST, f"data_dir={data_dir}"])
+    lines = []
+    reference = train(config, tmp_path / "reference", progress=False, log=lines.append)
+    # The stop falls after epoch 2: lookahead is averaging and the whitening bias still trains.
+    train(config, tmp_path / "resumed", progress=False, log=print, stop_after_epochs=2)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["lookahead"]["average"] is not None
+    resumed_lines = []
+    resumed = train(config, tmp_path / "resumed", progress=False, log=resumed_lines.append)
+    assert any("after epoch 2/4" in line for line in resumed_lines), resumed_lines
+    ref_state = load_checkpoint(tmp_path / "reference" / "last.pt")
+    new_state = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    for name, tensor in ref_state["model"].items():
+        assert torch.equal(tensor, new_state["model"][name]), f"{name} differs after stop-and-resume"
+    assert resumed.final == reference.final
+    assert reference.final["tta"] == "flip" and set(reference.final["without_tta"]) == {"val", "test"}
+    assert any("test-time augmentation 'flip'" in line for line in lines)
+    assert reference.final["last"]["val"]["accuracy"] > 0.2, "300 images, 4 epochs: well above chance (10%)"
