@@ -35,6 +35,8 @@ class TrainConfig:
     imbalance_ratio: typing.Optional[float] = None  # long-tailed train split (CIFAR-LT profile)
     augment: bool = True  # random crop (pad 4) + horizontal flip, train batches only
     crop_padding: int = 4
+    pad_mode: str = "zeros"  # the crop's padding: zeros (black border) | reflect
+    flip_mode: str = "random"  # random (each image, each epoch) | alternating (all flip every other epoch)
     # --- model
     model: str = "resnet18"
     norm: str = "batch"  # batch | group
@@ -52,6 +54,10 @@ class TrainConfig:
     epochs: int = 200
     warmup_epochs: int = 5  # per-iteration linear warmup, then per-iteration cosine
     eta_min: float = 1e-6  # the lr at the last step
+    schedule: str = "cosine"  # after the warmup: cosine | linear (decay to eta_min)
+    norm_bias_lr_scale: float = 1.0  # lr multiplier of norm-layer biases (weight decay scaled down by as much)
+    lookahead_every: int = 0  # EMA lookahead every N steps (0: off); see course_utils.lookahead
+    lookahead_start_epoch: int = 0  # first epoch (0-based) with lookahead steps
     label_smoothing: float = 0.0
     class_weighting: str = "none"  # none | balanced (inverse class frequency in the loss)
     # --- runtime
@@ -62,6 +68,7 @@ class TrainConfig:
     memory_format: str = "auto"  # auto (GPU: channels_last; CPU: at widths divisible by 16) | channels_last | contiguous
     compile: bool = False
     keep_best: bool = True  # also keep (and finally evaluate) the best-by-validation weights
+    tta: str = "none"  # test-time augmentation of the final val/test evaluation: none | flip | flip_translate
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -78,6 +85,10 @@ CHOICES = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "class_weighting": ("none", "balanced"),
     "memory_format": ("auto", "channels_last", "contiguous"),
+    "pad_mode": ("zeros", "reflect"),
+    "flip_mode": ("random", "alternating"),
+    "schedule": ("cosine", "linear"),
+    "tta": ("none", "flip", "flip_translate"),
 }
 # (minimum, maximum, minimum is exclusive)
 RANGES = {
@@ -96,6 +107,9 @@ RANGES = {
     "warmup_epochs": (0, None, False),
     "eta_min": (0, None, False),
     "label_smoothing": (0, 1, False),
+    "norm_bias_lr_scale": (0, None, True),
+    "lookahead_every": (0, None, False),
+    "lookahead_start_epoch": (0, None, False),
 }
 
 
@@ -113,6 +127,12 @@ def _check_type(key: str, value, annotation, source: str):
         raise ConfigError(f"{source}: key '{key}' must be a {base.__name__}, got null")
     if base is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if base is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads `1e-3` as a string; accept every spelling float() accepts.
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{source}: key '{key}' must be a float, got {value!r}") from None
     if base is int and isinstance(value, bool) or not isinstance(value, base):
         raise ConfigError(f"{source}: key '{key}' must be a {base.__name__}, got {value!r}")
     return value
@@ -148,6 +168,12 @@ def validate(config: TrainConfig, source: str = "config") -> None:
             bound = f"> {low}" if exclusive else f">= {low}"
             bound += f" and <= {high}" if high is not None else ""
             raise ConfigError(f"{source}: key '{key}' must be {bound}, got {value!r}")
+    from course_utils.data import SPECS
+
+    train_size = SPECS[config.dataset].train_size
+    if config.val_size >= train_size:
+        raise ConfigError(f"{source}: key 'val_size' must be < {train_size} (the {config.dataset} training set), "
+                          f"got {config.val_size}")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
         raise ConfigError(f"{source}: key 'warmup_epochs' ({config.warmup_epochs}) must be < epochs ({config.epochs})")
     if config.eta_min > config.lr:

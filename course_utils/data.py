@@ -53,6 +53,10 @@ class DatasetSpec:
     extra_label_keys: tuple[str, ...] = ()  # e.g. CIFAR-100's coarse labels
 
     @property
+    def train_size(self) -> int:
+        return self.num_classes * self.train_per_class
+
+    @property
     def cache_name(self) -> str:
         return f"{self.name}.npz"
 
@@ -209,11 +213,14 @@ def _download_with_torchvision(spec: DatasetSpec, data_dir: Path, cache: Path) -
     import torchvision.datasets as tvd
 
     raw_root = data_dir / "torchvision"
+    existed = raw_root.exists()
     dataset_cls = getattr(tvd, spec.torchvision_name)
     try:
         train = dataset_cls(root=str(raw_root), train=True, download=True)
         test = dataset_cls(root=str(raw_root), train=False, download=True)
     except Exception as err:  # offline, DNS failure, corrupt archive, ...
+        if not existed:
+            _remove_empty_folders(raw_root)  # a failed offline attempt leaves nothing behind
         raise DataError(f"{_missing_message(spec, cache)} (download error: {err})") from err
     arrays = {
         "x_train": np.ascontiguousarray(train.data, dtype=np.uint8),
@@ -225,6 +232,17 @@ def _download_with_torchvision(spec: DatasetSpec, data_dir: Path, cache: Path) -
     if spec.extra_label_keys:
         arrays.update(_cifar100_coarse_labels(Path(train.root) / train.base_folder))
     return arrays
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Remove ``root`` and its sub-folders if they hold no file (a partial download is kept)."""
+    if not root.is_dir():
+        return
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if not any(root.iterdir()):
+        root.rmdir()
 
 
 def _cifar100_coarse_labels(folder: Path) -> dict[str, np.ndarray]:

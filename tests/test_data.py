@@ -190,6 +190,7 @@ def test_failed_download_gives_the_clear_error_and_writes_no_cache(tmp_path, mon
     with pytest.raises(cd.DataError, match="COURSE_DATA_DIR.*name resolution"):
         cd.load_cifar10(tmp_path, download=True)
     assert not (tmp_path / "cifar10.npz").exists()
+    assert list(tmp_path.iterdir()) == [], "a failed offline download should leave no empty torchvision/ folder"
 
 
 def test_data_dir_comes_from_argument_then_environment_then_repo(monkeypatch, tmp_path):

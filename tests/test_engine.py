@@ -84,6 +84,25 @@ def test_bad_configs_fail_with_one_line_naming_the_file_and_key(tmp_path, text, 
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("spelling", ["1e-3", "1E-3", "0.001", "1.0e-3", ".001"])
+def test_floats_are_read_as_people_write_them(tmp_path, spelling):
+    # PyYAML (YAML 1.1) reads `1e-3` as a string: the config accepts what float() accepts.
+    assert load_config(SMOKE, [f"lr={spelling}"]).lr == pytest.approx(1e-3)
+    (tmp_path / "config.yaml").write_text((REPO_ROOT / "configs" / "config.yaml").read_text())
+    (tmp_path / "mine.yaml").write_text(f"base: config.yaml\nlr: {spelling}\nweight_decay: 5e-4\n")
+    config = load_config(tmp_path / "mine.yaml")
+    assert (config.lr, config.weight_decay) == (pytest.approx(1e-3), pytest.approx(5e-4))
+    assert isinstance(config.lr, float)
+
+
+def test_impossible_values_fail_with_one_line():
+    with pytest.raises(ConfigError, match="key 'lr' must be a float, got 'fast'"):
+        load_config(SMOKE, ["lr=fast"])
+    with pytest.raises(ConfigError, match="key 'val_size' must be < 50000 .*got 60000") as err:
+        load_config(SMOKE, ["val_size=60000"])
+    assert "\n" not in str(err.value)
+
+
 def test_bad_override_is_rejected():
     with pytest.raises(ConfigError, match="key 'epochs' must be >= 1"):
         load_config(SMOKE, ["epochs=0"])
