@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-## Execute every notebook in order with papermill (PROFILE=auto|smoke|laptop|full).
+## Execute every notebook in order with papermill (PROFILE=auto|smoke|laptop|gpu|full).
 course: $(VENV)/.installed
 	$(PY) -m course_utils.course --profile $(PROFILE)
 

@@ -18,6 +18,8 @@ from course_utils.data import DataError, load_cifar10
 from course_utils.profiles import REPO_ROOT, resolve_profile
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+# What JupyterLab writes when it opens a lesson: committing anything else marks every lesson unsaved.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 
 def lesson_notebooks(only=()) -> list[Path]:
@@ -29,11 +31,13 @@ def lesson_notebooks(only=()) -> list[Path]:
 
 
 def clean_metadata(path: Path) -> None:
-    """Drop papermill's per-run metadata (machine paths, timestamps) from an executed notebook."""
+    """Drop papermill's per-run metadata (machine paths, timestamps) from an executed notebook,
+    and keep the kernelspec JupyterLab writes (``KERNELSPEC``)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("papermill", None)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
@@ -81,7 +85,7 @@ def run_course(profile: str, build_dir: Path, only=(), in_place: bool = False) -
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Execute the course's notebooks in order with papermill.")
-    parser.add_argument("--profile", default="auto", help="auto | smoke | laptop | full")
+    parser.add_argument("--profile", default="auto", help="auto | smoke | laptop | gpu | full")
     parser.add_argument("--only", nargs="*", default=(), help="notebook numbers to run, e.g. 00 05")
     parser.add_argument("--build-dir", type=Path, default=REPO_ROOT / "build" / "course")
     parser.add_argument("--in-place", action="store_true",

@@ -1,11 +1,14 @@
 """Notebook profiles: how much each lesson computes.
 
-- ``full``:   the reference recipe (200 epochs of ResNet-18), for a GPU.
+- ``full``:   the reference recipe (200 epochs of ResNet-18), for a GPU: hours. Only when asked.
+- ``gpu``:    the reference recipe cut to 30 epochs (``configs/gpu.yaml``) and each lesson's runs
+              sized so that none trains more than about an hour on a Colab T4 (estimated).
 - ``laptop``: a real result on a 2-core CPU (``configs/laptop.yaml``: narrow, 18 epochs).
 - ``smoke``:  minutes for the whole course on a CPU, for CI; its numbers only show it runs.
 
 A notebook's ``profile`` parameter defaults to ``auto``: ``$COURSE_PROFILE`` if set (for tools
-such as nbval that cannot pass parameters), else ``full`` on a GPU and ``laptop`` on a CPU.
+such as nbval that cannot pass parameters), else ``gpu`` on a GPU and ``laptop`` on a CPU; never
+``full``, which a lesson trains only when asked (``profile = "full"``).
 """
 
 from __future__ import annotations
@@ -17,19 +20,19 @@ import torch
 
 from course_utils.config import CONFIG_DIR, TrainConfig, load_config
 
-PROFILES = ("smoke", "laptop", "full")
-CONFIG_OF_PROFILE = {"smoke": "smoke.yaml", "laptop": "laptop.yaml", "full": "config.yaml"}
+PROFILES = ("smoke", "laptop", "gpu", "full")
+CONFIG_OF_PROFILE = {"smoke": "smoke.yaml", "laptop": "laptop.yaml", "gpu": "gpu.yaml", "full": "config.yaml"}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def resolve_profile(profile: str = "auto", verbose: bool = True) -> str:
-    """``auto`` -> ``$COURSE_PROFILE``, else ``full`` on a GPU and ``laptop`` on a CPU."""
+    """``auto`` -> ``$COURSE_PROFILE``, else ``gpu`` on a GPU and ``laptop`` on a CPU (never ``full``)."""
     chosen, why = profile, "asked for"
     if profile == "auto":
         if os.environ.get("COURSE_PROFILE"):
             chosen, why = os.environ["COURSE_PROFILE"], "from $COURSE_PROFILE"
         elif torch.cuda.is_available():
-            chosen, why = "full", "a GPU is available"
+            chosen, why = "gpu", 'a GPU is available; profile = "full" for the 200-epoch recipe'
         else:
             chosen, why = "laptop", "no GPU: the CPU track"
     if chosen not in PROFILES:
@@ -40,7 +43,7 @@ def resolve_profile(profile: str = "auto", verbose: bool = True) -> str:
 
 
 def profile_config(profile: str, overrides=()) -> TrainConfig:
-    """The training config of a profile (``configs/smoke.yaml``, ``laptop.yaml`` or ``config.yaml``)."""
+    """The training config of a profile (``configs/smoke.yaml``, ``laptop.yaml``, ``gpu.yaml`` or ``config.yaml``)."""
     return load_config(CONFIG_DIR / CONFIG_OF_PROFILE[profile], overrides)
 
 
@@ -61,7 +64,7 @@ def run_dir_for(profile: str, name: str) -> Path:
 def figures_dir(profile: str) -> Path:
     """Where a lesson saves its figures (created if needed).
 
-    ``$COURSE_FIGURES_DIR`` if set; else ``figures/`` for the ``laptop`` and ``full`` profiles
+    ``$COURSE_FIGURES_DIR`` if set; else ``figures/`` for the ``laptop``, ``gpu`` and ``full`` profiles
     (the committed figures come from a real run of one of them) and ``build/figures-smoke/``
     for ``smoke``, so that a quick check never overwrites real results.
     """

@@ -46,6 +46,49 @@ def test_committed_notebook_is_a_clean_real_execution(path):
     assert not MACHINE_PATH.search(metadata), "machine paths in the notebook's metadata"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_kernelspec_is_what_jupyterlab_writes(path):
+    """JupyterLab rewrites "Python 3" to "Python 3 (ipykernel)" on opening: anything else marks the lesson unsaved."""
+    kernelspec = nbformat.read(path, as_version=4).metadata.get("kernelspec")
+    assert kernelspec == course.KERNELSPEC, f"{path.name}: kernelspec {kernelspec}, JupyterLab writes {course.KERNELSPEC}"
+
+
+def test_in_place_runs_keep_jupyterlabs_kernelspec(tmp_path):
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                           "name": "python3"}, "papermill": {"cwd": "/tmp"}})
+    nb.cells.append(nbformat.v4.new_code_cell("1", metadata={"papermill": {"duration": 1.0}}))
+    path = tmp_path / "lesson.ipynb"
+    nbformat.write(nb, path)
+    course.clean_metadata(path)
+    cleaned = nbformat.read(path, as_version=4)
+    assert cleaned.metadata.kernelspec == course.KERNELSPEC, "the runner wrote back papermill's kernelspec"
+    assert "papermill" not in cleaned.metadata and "papermill" not in cleaned.cells[0].metadata
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_lesson_sizes_itself_for_every_profile(path):
+    """Each SETTINGS = {...}[PROFILE] dict has one entry per profile (a new profile must reach every lesson)."""
+    from course_utils.profiles import PROFILES
+
+    sources = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    settings = [s for s in sources if "SETTINGS = {" in s]
+    assert settings, f"{path.name} has no SETTINGS dict"
+    for source in settings:
+        block = source[source.index("SETTINGS = {"):source.index("}[PROFILE]")]
+        keys = re.findall(r'^    "(\w+)":', block, flags=re.M)
+        assert keys == list(PROFILES), f"{path.name}: SETTINGS keys {keys}, profiles {list(PROFILES)}"
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if int(p.name[:2]) >= 5], ids=lambda p: p.stem)
+def test_lessons_that_train_announce_how_long_first(path):
+    cells = nbformat.read(path, as_version=4).cells
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    prose = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    assert "announce_training(" in code, f"{path.name} trains without printing an estimate first"
+    assert "on a T4" in prose and "on an A100" in prose and "estimates, not measurements" in prose, (
+        f"{path.name} must state its full-profile cost on a T4 and an A100, labelled as estimates")
+
+
 def test_course_runner_stops_at_once_offline_without_data(tmp_path, monkeypatch, capsys):
     import torchvision.datasets.cifar as tv_cifar
 
