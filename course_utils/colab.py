@@ -78,7 +78,10 @@ def on_colab() -> bool:
 
 
 def _pip(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], check=True)
+    """``pip install -q ARGS`` in this kernel's Python; its chatter is shown only if it fails."""
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"pip install {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
 
 def _installed_from(course_dir) -> bool:
