@@ -177,6 +177,91 @@ def measure_side_by_side(contestants: list[Contestant], *, warmup: int, repeats:
                                 images[c.name]) for c in contestants}
 
 
+# --------------------------------------------------------------------------- spread and load
+
+RELIABLE_SPREAD = 1.25  # rounds whose ratios differ by more than this factor: the load changed under us
+RELIABLE_FOREIGN_CPU = 0.10  # other processes' share of the CPU above which timings are unreliable
+
+
+def round_ratios(a: Measurement, b: Measurement) -> list[float]:
+    """``a`` over ``b`` window by window: both windows of a round ran within seconds of each
+    other, so each ratio saw (nearly) the same machine load."""
+    return [x / y for x, y in zip(a.windows_images_per_s, b.windows_images_per_s)]
+
+
+def spread_text(ratios: list[float]) -> str:
+    return f"rounds {min(ratios):.2f}-{max(ratios):.2f}x" if ratios else "no rounds"
+
+
+def _proc_jiffies() -> tuple[int, int] | None:
+    """(busy, total) CPU jiffies of the whole machine since boot, from /proc/stat (Linux)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def _own_jiffies() -> int:
+    """CPU jiffies of this process, its finished children, and its live descendants (DataLoader workers)."""
+    parents, times = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        times[pid] = sum(int(v) for v in fields[11:13])  # utime, stime
+        if pid == os.getpid():
+            times[pid] += sum(int(v) for v in fields[13:15])  # cutime, cstime: reaped children
+    own, total = {os.getpid()}, 0
+    changed = True  # add children of known members until nothing changes
+    while changed:
+        changed = False
+        for pid, parent in parents.items():
+            if parent in own and pid not in own:
+                own.add(pid)
+                changed = True
+    for pid in own:
+        total += times.get(pid, 0)
+    return total
+
+
+class ForeignLoad:
+    """Measures how much of the machine's CPU other processes used while a benchmark ran.
+
+    ``with ForeignLoad() as load: ...`` then ``load.share`` is in [0, 1] (None off Linux).
+    The load average cannot tell the benchmark's own load from someone else's; this can.
+    """
+
+    def __enter__(self):
+        self._start = (_proc_jiffies(), _own_jiffies() if _proc_jiffies() else 0)
+        self.share = None
+        return self
+
+    def __exit__(self, *exc):
+        (start_sys, start_own), end_sys = self._start, _proc_jiffies()
+        if start_sys and end_sys:
+            busy, total = end_sys[0] - start_sys[0], end_sys[1] - start_sys[1]
+            foreign = busy - (_own_jiffies() - start_own)
+            self.share = max(foreign, 0) / total if total > 0 else None
+        return False
+
+
+def load_verdict(foreign_share: float | None, ratios: list[float] | None = None) -> str | None:
+    """Why a result is unreliable, or None. Reasons: other processes used the CPU, or the rounds'
+    ratios spread more than ``RELIABLE_SPREAD`` (the machine changed speed under us)."""
+    reasons = []
+    if foreign_share is not None and foreign_share > RELIABLE_FOREIGN_CPU:
+        reasons.append(f"other processes used {100 * foreign_share:.0f}% of the CPU meanwhile")
+    if ratios and min(ratios) > 0 and max(ratios) / min(ratios) > RELIABLE_SPREAD:
+        reasons.append(f"the rounds' ratios spread {max(ratios) / min(ratios):.2f}x (> {RELIABLE_SPREAD}x)")
+    return "; ".join(reasons) or None
+
+
 # --------------------------------------------------------------------------- output
 
 

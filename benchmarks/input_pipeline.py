@@ -22,6 +22,8 @@ from benchmarks.common import (
     format_table,
     measure_side_by_side,
     ratio_text,
+    round_ratios,
+    spread_text,
     target_line,
     target_verdict,
     torchvision_loader,
@@ -42,7 +44,7 @@ class Steps:
     batches: int  # batches per window
 
 
-FULL_STEPS = Steps(warmup=5, repeats=5, batches=20)
+FULL_STEPS = Steps(warmup=5, repeats=9, batches=20)  # 9 paired rounds: a median that one bad round cannot move
 QUICK_STEPS = Steps(warmup=1, repeats=2, batches=2)
 
 
@@ -99,6 +101,7 @@ def run(split: TrainSplit, device: torch.device, quick: bool = False, log=print)
             "windows_images_per_s": m.windows_images_per_s,
             "warmup_seconds": m.warmup_seconds,
             "speedup_vs_baseline": m.images_per_s / base_ips,
+            "round_ratios_vs_baseline": round_ratios(m, measured[baseline]),
         })
     course_ratio = measured[course_name(device)].images_per_s / base_ips
     payload = {
@@ -113,6 +116,7 @@ def run(split: TrainSplit, device: torch.device, quick: bool = False, log=print)
         "steps": dataclasses.asdict(steps),
         "rows": rows,
         "course_vs_baseline": course_ratio,
+        "ratio_rounds": round_ratios(measured[course_name(device)], measured[baseline]),
         "notes": [
             "median of the windows; warmup batches (worker start-up, first calls) are excluded, "
             "which favours the DataLoader: a tutorial's loader restarts its workers every epoch",
@@ -128,8 +132,10 @@ def run(split: TrainSplit, device: torch.device, quick: bool = False, log=print)
 
 
 def format_result(payload: dict) -> str:
-    columns = [("name", "pipeline", 38), ("images_per_s", "images/s", 10), ("ratio", "vs baseline", 11)]
-    rows = [{**r, "ratio": ratio_text(r["speedup_vs_baseline"])} for r in payload["rows"]]
+    columns = [("name", "pipeline", 38), ("images_per_s", "images/s", 10), ("ratio", "vs baseline", 11),
+               ("spread", "spread of the paired rounds", 27)]
+    rows = [{**r, "ratio": ratio_text(r["speedup_vs_baseline"]), "spread": spread_text(r["round_ratios_vs_baseline"])}
+            for r in payload["rows"]]
     lines = [f"== {payload['title']}", format_table(columns, rows),
              f"baseline: {payload['baseline']} ({payload['baseline_why']})"]
     if "target" in payload:

@@ -24,6 +24,8 @@ from benchmarks.common import (
     format_table,
     measure_side_by_side,
     ratio_text,
+    round_ratios,
+    spread_text,
     target_line,
     target_verdict,
     torchvision_loader,
@@ -55,7 +57,7 @@ class Steps:
     steps: int  # training steps per window
 
 
-STEPS = {("cpu", False): Steps(3, 5, 5), ("cuda", False): Steps(10, 5, 20),
+STEPS = {("cpu", False): Steps(3, 7, 5), ("cuda", False): Steps(10, 5, 20),
          ("cpu", True): Steps(1, 2, 1), ("cuda", True): Steps(2, 2, 2)}
 
 
@@ -321,6 +323,7 @@ def run(split: TrainSplit, device: torch.device, ref_workers: int, *, quick: boo
     for row in rows:
         m = results.get(row["name"])
         row["windows_images_per_s"] = None if m is None else m.windows_images_per_s
+        row["round_ratios_vs_reference"] = None if m is None else round_ratios(m, results[variants[0].name])
         row["warmup_seconds"] = None if m is None else m.warmup_seconds
     default = next(r for r in rows if r["course_default"])
     payload = {
@@ -340,6 +343,7 @@ def run(split: TrainSplit, device: torch.device, ref_workers: int, *, quick: boo
         "rows": rows,
         "course_default": default["name"],
         "course_vs_baseline": default["speedup_vs_reference"],
+        "ratio_rounds": default["round_ratios_vs_reference"],
         "notes": [
             "course rows run engine.build_model / build_optimizer, loader.BatchIterator, repro.resolve_* and "
             "engine.train_step (the step engine.train runs); the course default row is what engine.train "
@@ -356,11 +360,13 @@ def run(split: TrainSplit, device: torch.device, ref_workers: int, *, quick: boo
 
 def format_result(payload: dict, value_key: str = "images_per_s", value_title: str = "images/s") -> str:
     columns = [("label", "row", 52), (value_key, value_title, 9), ("vs_ref", "vs ref", 7),
-               ("vs_cmp", "vs compared", 11), ("effect", "what the comparison isolates", 30)]
+               ("spread", "ref rounds", 16), ("vs_cmp", "vs compared", 11), ("effect", "what the comparison isolates", 30)]
     rows = []
     for r in payload["rows"]:
         label = r["name"] + (" [course default]" if r["course_default"] else "")
+        rounds = r.get("round_ratios_vs_reference")
         rows.append({"label": label, value_key: r[value_key], "vs_ref": ratio_text(r["speedup_vs_reference"]),
+                     "spread": spread_text(rounds) if rounds else None,
                      "vs_cmp": ratio_text(r["speedup_vs_compared"]),
                      "effect": f"skipped: {r['skipped']}" if r["skipped"] else (r["effect"] or "baseline")})
     lines = [f"== {payload['title']}", format_table(columns, rows),

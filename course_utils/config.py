@@ -43,6 +43,7 @@ class TrainConfig:
     width: int = 64  # channels of the first stage; 64 is the real ResNet-18
     init: str = "kaiming"
     zero_init_residual: bool = False
+    whitening: bool = True  # a model's whitening conv (fastnet) is fitted to the train split and frozen; false: trained
     sync_batchnorm: bool = False  # under DDP: share BatchNorm statistics across GPUs
     # --- optimization
     optimizer: str = "sgd"  # sgd | adamw

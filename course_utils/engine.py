@@ -173,12 +173,17 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
                              weight_decay=config.weight_decay)
 
 
-def fit_data_dependent_init(model: torch.nn.Module, bundle: DataBundle) -> None:
-    """Models with a ``fit_whitening`` layer get it from the first training-split images
-    (normalized like every batch): never from validation or test images."""
-    if hasattr(model, "fit_whitening"):
+def fit_data_dependent_init(config: TrainConfig, model: torch.nn.Module, bundle: DataBundle) -> None:
+    """Models with a whitening layer fit it to the first training-split images (normalized like
+    every batch; never validation or test images), or, with ``whitening: false``, train it as an
+    ordinary conv from its init (the ablation of lesson 12)."""
+    if not hasattr(model, "fit_whitening"):
+        return
+    if config.whitening:
         images = bundle.train.images[:WHITENING_IMAGES].to(bundle.train.device)
         model.fit_whitening(normalize(images, bundle.mean, bundle.std))
+    else:
+        model.whiten.weight.requires_grad_(True)
 
 
 def class_weights(config: TrainConfig, labels: np.ndarray, num_classes: int) -> torch.Tensor | None:
@@ -428,7 +433,7 @@ def train(
         model = model.to(memory_format=torch.channels_last)
     if dist_info.enabled and config.sync_batchnorm:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    fit_data_dependent_init(model, bundle)
+    fit_data_dependent_init(config, model, bundle)
     optimizer = build_optimizer(config, model)
     steps_per_epoch = len(bundle.train)
     total_steps = steps_per_epoch * config.epochs

@@ -28,15 +28,15 @@ REL = 1e-9  # ratios are computed from the same floats that the JSON holds
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory, data_dir):
-    """Run all three benchmarks once (quick, CPU) and return their stdout and JSON payloads."""
+    """Run every benchmark once (quick, CPU) and return their stdout and JSON payloads."""
     out = tmp_path_factory.mktemp("bench")
     cmd = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--quick", "--threads", "1",
-           "--only", "input_pipeline,training,gpu_epoch", "--out", str(out), "--data-dir", str(data_dir)]
+           "--only", "input_pipeline,training,precision,time_to_accuracy,gpu_epoch", "--out", str(out), "--data-dir", str(data_dir)]
     result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, f"benchmarks.run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     payloads = {}
-    for name in ("input_pipeline", "training", "gpu_epoch"):
+    for name in ("input_pipeline", "training", "precision", "time_to_accuracy", "gpu_epoch"):
         path = out / f"{name}.json"
         assert path.is_file(), f"{name} wrote no {path.name} into --out"
         payloads[name] = json.loads(path.read_text())
@@ -151,7 +151,63 @@ def test_cli_rejects_unknown_benchmarks_and_runs_dependencies_first():
     assert args.only == ["input_pipeline", "training"], \
         "training's baseline needs input_pipeline's better worker setting, so it should run first"
     assert parse_args(["--device", "cpu", "--only", "training", "--ref-workers", "0"]).only == ["training"]
-    assert parse_args(["--device", "cpu"]).only == ["input_pipeline", "training"], "gpu_epoch only on cuda by default"
+    assert parse_args(["--device", "cpu"]).only == ["input_pipeline", "training", "precision", "time_to_accuracy"], \
+        "gpu_epoch only on cuda by default"
     assert parse_args(["--device", "cpu", "--only", "gpu"]).only == ["gpu_epoch"]
     with pytest.raises(SystemExit):
         parse_args(["--only", "everything"])
+
+
+def test_every_benchmark_says_how_much_other_processes_loaded_the_cpu(bench):
+    stdout, payloads = bench
+    for name, payload in payloads.items():
+        share = payload["other_processes_cpu_share"]
+        assert share is None or 0.0 <= share <= 1.0, f"{name}: foreign CPU share {share} is not a fraction"
+        assert payload["unreliable_because"] is None or isinstance(payload["unreliable_because"], str)
+    assert stdout.count("other processes' share of the CPU meanwhile") == len(payloads)
+
+
+def test_paired_round_ratios_are_printed_with_every_ratio(bench):
+    _, payloads = bench
+    pipeline = payloads["input_pipeline"]
+    course, baseline = by_name(pipeline)[pipeline["rows"][0]["name"]], by_name(pipeline)[pipeline["baseline"]]
+    expected = [a / b for a, b in zip(course["windows_images_per_s"], baseline["windows_images_per_s"])]
+    assert course["round_ratios_vs_baseline"] == pytest.approx(expected, rel=REL)
+    training = payloads["training"]
+    assert training["ratio_rounds"] == by_name(training)[training["course_default"]]["round_ratios_vs_reference"]
+
+
+def test_load_verdict_names_each_reason():
+    from benchmarks.common import load_verdict
+
+    assert load_verdict(0.02, [1.50, 1.55, 1.52]) is None, "an idle machine with steady rounds is reliable"
+    assert "other processes used 40%" in load_verdict(0.40, [1.5, 1.5])
+    assert "spread 2.00x" in load_verdict(0.0, [1.0, 2.0])
+    assert load_verdict(None, None) is None
+
+
+def test_precision_row_compares_bf16_with_fp32(bench):
+    stdout, payloads = bench
+    payload = payloads["precision"]
+    rows = by_name(payload)
+    assert payload["bf16_vs_fp32"] == pytest.approx(
+        rows["bf16 autocast"]["images_per_s"] / rows["fp32"]["images_per_s"], rel=REL)
+    assert payload["engine_auto_precision"] == "fp32", "the engine trains in fp32 on CPUs"
+    assert ("slower here" in payload["verdict"]) == (payload["bf16_vs_fp32"] < 1)
+    assert "bf16 / fp32:" in stdout
+
+
+def test_time_to_accuracy_trains_both_recipes_and_ratios_only_what_both_reached(bench):
+    stdout, payloads = bench
+    payload = payloads["time_to_accuracy"]
+    rows = by_name(payload)
+    assert set(rows) == {"laptop ResNet-18", "fast recipe"}
+    for name, history in payload["history"].items():
+        seconds = [h["seconds"] for h in history]
+        assert seconds == sorted(seconds) and len(history) == rows[name]["epochs_run"] == 2, name
+    for key, ratio in payload["ratios"].items():
+        base, fast = rows["laptop ResNet-18"][key], rows["fast recipe"][key]
+        if base is None or fast is None:
+            assert ratio is None and "no ratio" in stdout
+        else:
+            assert ratio == pytest.approx(base / fast, rel=REL)
