@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
 
-.PHONY: course test bench venv clean-build
+.PHONY: course test bench gpu-check venv clean-build
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(VENV)/.installed
 DEVICE ?= cpu
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks.run --device $(DEVICE)
+
+## The whole GPU check (CUDA tests, every benchmark on cuda, the 200-epoch projection): ~8 min on one GPU.
+gpu-check: $(VENV)/.installed
+	PYTHON=$(PY) bash benchmarks/gpu_check.sh build/gpu-check
 
 clean-build:
 	rm -rf build

@@ -28,19 +28,23 @@ REL = 1e-9  # ratios are computed from the same floats that the JSON holds
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory, data_dir):
-    """Run every benchmark once (quick, CPU) and return their stdout and JSON payloads."""
+    """Run the GPU check's command on the CPU (``GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1``): every
+    benchmark once, quick; return the benchmarks' stdout and JSON payloads."""
     out = tmp_path_factory.mktemp("bench")
-    cmd = [sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--quick", "--threads", "1",
-           "--only", "input_pipeline,training,precision,time_to_accuracy,gpu_epoch", "--out", str(out), "--data-dir", str(data_dir)]
-    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert result.returncode == 0, f"benchmarks.run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_QUICK": "1",
+           "PYTHON": sys.executable, "COURSE_DATA_DIR": str(data_dir)}
+    result = subprocess.run(["bash", "benchmarks/gpu_check.sh", str(out)], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert result.returncode == 0, f"gpu_check.sh failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    for name in ("nvidia-smi.txt", "tests-cuda.txt", "bench.txt", "summary.txt"):
+        assert (out / name).is_file(), f"the GPU check wrote no {name}"
+    assert "skipped" in (out / "tests-cuda.txt").read_text(), "without CUDA the CUDA tests should say they skipped"
     payloads = {}
     for name in ("input_pipeline", "training", "precision", "time_to_accuracy", "gpu_epoch"):
         path = out / f"{name}.json"
         assert path.is_file(), f"{name} wrote no {path.name} into --out"
         payloads[name] = json.loads(path.read_text())
-    return result.stdout, payloads
+    return (out / "bench.txt").read_text(), payloads
 
 
 def by_name(payload: dict) -> dict[str, dict]:

@@ -1,0 +1,36 @@
+"""What only a GPU can check; skipped (with the reason) where there is none. ``make gpu-check`` runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from course_utils.config import load_config
+from course_utils.engine import train
+from course_utils.loader import BatchIterator
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+
+
+@needs_cuda
+def test_augmented_batches_are_identical_on_cpu_and_gpu(cifar10):
+    images, labels = cifar10.x_train[:512], cifar10.y_train[:512]
+    kwargs = dict(batch_size=128, mean=(0.5,) * 3, std=(0.25,) * 3, train=True, padding=2, pad_mode="reflect",
+                  flip_mode="alternating", seed=3)
+    for (x_cpu, y_cpu), (x_gpu, y_gpu) in zip(BatchIterator(images, labels, device="cpu", **kwargs),
+                                             BatchIterator(images, labels, device="cuda", **kwargs)):
+        assert torch.equal(y_cpu, y_gpu.cpu())
+        assert torch.allclose(x_cpu, x_gpu.cpu()), "the same seed should give the same augmented batch on any device"
+
+
+@needs_cuda
+@pytest.mark.parametrize("config_name", ["fast.yaml", "smoke.yaml"])
+def test_recipes_train_on_the_gpu_with_auto_precision(tmp_path, data_dir, config_name):
+    config = load_config(REPO_ROOT / "configs" / config_name,
+                         ["train_per_class=100", "val_per_class=20", "test_per_class=20", "epochs=2",
+                          "warmup_epochs=1", "batch_size=100", "device=cuda", f"data_dir={data_dir}"])
+    run = train(config, tmp_path / "run", progress=False)
+    assert run.finished and run.final["last"]["train"]["accuracy"] > 0.15, run.final
