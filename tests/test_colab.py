@@ -120,6 +120,9 @@ print("RESULT " + json.dumps({"course_utils": course_utils.__file__, "lesson_dat
 
 
 def _run_cell(tmp_path: Path, python: str, repo_url: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run the setup cell with ``python``: always a throwaway venv's, since the cell pip-installs into it."""
+    assert not Path(python).is_relative_to(sys.prefix), "never let the cell install into this project's venv"
+    assert not (tmp_path / "content" / "course").exists(), "the target folder must start empty"
     stub = tmp_path / "stand-in"
     for name, text in STAND_IN.items():
         (stub / name).parent.mkdir(parents=True, exist_ok=True)
@@ -187,10 +190,12 @@ def test_setup_cell_on_colab_clones_installs_only_the_course_and_keeps_runs_on_d
 @pytest.mark.parametrize("case", ["unset", "unreachable"])
 def test_setup_cell_stops_with_one_sentence_when_the_course_cannot_be_fetched(tmp_path, case):
     url = "" if case == "unset" else (tmp_path / "no-such-repository").as_uri()
-    result = _run_cell(tmp_path, sys.executable, url)
+    python, site = _colab_like_venv(tmp_path)
+    result = _run_cell(tmp_path, python, url)
     assert result.returncode != 0, "the setup cell went on without the course"
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("RuntimeError: Could not fetch the course") and FETCH_SENTENCE in last, (
         f"expected one clear sentence, got:\n{result.stderr}")
     assert "ModuleNotFoundError" not in result.stderr
     assert not (tmp_path / "content" / "course").exists()
+    assert not [name for name in os.listdir(site) if "course_utils" in name], "it installed the course anyway"
