@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
 
-.PHONY: course test bench gpu-check venv clean-build
+.PHONY: course test site bench gpu-check venv clean-build
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ course: $(VENV)/.installed
 ## The whole test suite (pytest's "no tests collected" exit code 5 fails, like any other).
 test: $(VENV)/.installed
 	$(PY) -m pytest
+
+## The course as a website in build/site/ (Sphinx + myst-nb), from the notebooks' committed outputs:
+## nothing is executed. The site extra comes with '.[dev]'; installed here too for venvs made without it.
+site: $(VENV)/.installed
+	$(PY) -c "import myst_nb, sphinx_book_theme" 2>/dev/null || $(PY) -m pip install --quiet -e '.[site]'
+	$(PY) website/make_site.py --out build/site
 
 ## Speed benchmarks (not part of `make test`); DEVICE=cuda on a GPU.
 DEVICE ?= cpu

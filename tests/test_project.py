@@ -18,7 +18,8 @@ def _requirement_name(requirement: str) -> str:
 def test_environment_yml_pins_the_same_packages_as_pyproject():
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    wanted = {r for r in [*project["dependencies"], *extras["course"], *extras["dev"]] if not r.startswith("course_utils")}
+    wanted = {r for r in [*project["dependencies"], *extras["course"], *extras["site"], *extras["dev"]]
+              if not r.startswith("course_utils")}
     env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = {p for p in pip_section if p != "-e ."}
@@ -37,6 +38,7 @@ def test_dependencies_come_in_three_layers():
     assert {"jupyterlab", "papermill", "nbval", "ipykernel"} <= course, f"the course extra lacks tooling: {course}"
     dev = project["optional-dependencies"]["dev"]
     assert "course_utils[course]" in dev, "'.[dev]' must include the course extra (make test executes notebooks)"
+    assert "course_utils[site]" in dev, "'.[dev]' must include the site extra (make test builds the website)"
     assert "pytest" in {_requirement_name(r) for r in dev}
 
 
