@@ -540,7 +540,9 @@ def train(
                 checkpoint_path)
         _barrier(dist_info)
 
+    evaluation_started = time.perf_counter()
     final = _final_evaluation(model, bundle, precision, run_dir, best, config)
+    final["final_evaluation_seconds"] = time.perf_counter() - evaluation_started
     final["rank_weight_digests"] = _gather_digests(model, dist_info)
     if dist_info.is_main:
         _write_json(run_dir / "final.json", final)

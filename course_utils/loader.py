@@ -113,7 +113,7 @@ class BatchIterator:
             n = n // self.world_size
         return math.ceil(n / self.batch_size)
 
-    def _mirror(self, batch_idx: torch.Tensor) -> torch.Tensor | None:
+    def mirror_of(self, batch_idx: torch.Tensor) -> torch.Tensor | None:
         """The alternating flip's mirror mask for a batch; ``None`` lets the crop draw it at random."""
         if not self.flip or self.flip_mode == "random":
             return None
@@ -129,7 +129,7 @@ class BatchIterator:
             y = self.labels[idx].to(self.device, non_blocking=True)
             if self.train and self.augment:
                 x = random_crop_flip(x, self.padding, self.flip, generator=generator,
-                                     mirror=self._mirror(batch_idx), pad_mode=self.pad_mode)
+                                     mirror=self.mirror_of(batch_idx), pad_mode=self.pad_mode)
             x = normalize(x, self.mean, self.std)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -255,6 +255,7 @@ def test_killed_mid_epoch_and_resumed_equals_an_uninterrupted_run(tmp_path, data
     assert strip(read_metrics(run_dir / "metrics.csv")) == strip(read_metrics(tmp_path / "reference" / "metrics.csv"))
     ref_final = json.loads((tmp_path / "reference" / "final.json").read_text())
     new_final = json.loads((run_dir / "final.json").read_text())
+    assert ref_final.pop("final_evaluation_seconds") > 0 and new_final.pop("final_evaluation_seconds") > 0
     assert new_final == ref_final
 
 
