@@ -481,13 +481,15 @@ def compare_runs(run_a, run_b) -> dict:
     """Are two finished runs the same? Weights (sha256 of every tensor), metrics, final table.
 
     Metrics are compared without the timing columns (``epoch_seconds``, ``images_per_s``);
-    the final tables without ``rank_weight_digests`` (compared through the weights already).
+    the final tables without ``rank_weight_digests`` (compared through the weights already)
+    and ``final_evaluation_seconds`` (a timing).
     """
     def without_timings(rows):
         return [{k: v for k, v in row.items() if k not in ("epoch_seconds", "images_per_s")} for row in rows]
 
     def without_digests(final):
-        return {k: v for k, v in (final or {}).items() if k != "rank_weight_digests"}
+        skip = ("rank_weight_digests", "final_evaluation_seconds")
+        return {k: v for k, v in (final or {}).items() if k not in skip}
 
     a, b = load_run(run_a), load_run(run_b)
     digests = [weights_digest(load_weights(d, "last")[0]) for d in (run_a, run_b)]
