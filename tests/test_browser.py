@@ -325,8 +325,11 @@ def site(tmp_path_factory):
     server.shutdown()
 
 
-def _check_page(page, url: str, name: str) -> list[str]:
-    """Load ``url``; assert its figures load and nothing it loads from the site fails; return its internal links."""
+def _check_page(page, url: str, name: str) -> tuple[list[str], list[dict]]:
+    """Load ``url``; assert its figures load and nothing it loads from the site fails.
+
+    Returns the page's links within the site and its images from the site (``src``, ``width``).
+    """
     failed = []
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.goto(url)
