@@ -18,11 +18,11 @@ from course_utils import course
 NOTEBOOKS = course.lesson_notebooks()
 EXPECTED = ["00_setup", "01_data_and_split", "02_augmentation", "03_resnet", "04_kaiming_init", "05_training",
             "06_lr_sensitivity", "07_calibration", "08_failure_analysis", "09_vit_vs_resnet", "10_cifar100",
-            "11_depth_and_seeds"]
+            "11_depth_and_seeds", "12_training_fast"]
 MACHINE_PATH = re.compile(r"/(?:work|tmp|home|root|Users|content)/")
 
 
-def test_the_course_has_its_twelve_lessons_in_order():
+def test_the_course_has_its_thirteen_lessons_in_order():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
