@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import Contestant, TrainSplit, format_table, measure_side_by_side, round_ratios, spread_text
+from benchmarks.common import (Contestant, TrainSplit, endless, format_table, measure_side_by_side, round_ratios,
+                               spread_text)
 from course_utils import engine
 from course_utils.config import CONFIG_DIR, load_config
 from course_utils.loader import BatchIterator
@@ -32,17 +33,11 @@ def run(split: TrainSplit, device: torch.device, *, quick: bool = False, log=pri
         scheduler = warmup_schedule(optimizer, 1000, 10, config.eta_min, config.schedule)
         scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         criterion = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        batches = BatchIterator(images, split.labels[: len(images)], batch, split.mean, split.std, train=True,
-                                padding=2, pad_mode="reflect", device=device, channels_last=True)
-        stream = iter(())
+        batches = endless(BatchIterator(images, split.labels[: len(images)], batch, split.mean, split.std, train=True,
+                                        padding=2, pad_mode="reflect", device=device, channels_last=True))
 
         def step() -> int:
-            nonlocal stream
-            try:
-                x, y = next(stream)
-            except StopIteration:
-                stream = iter(batches)
-                x, y = next(stream)
+            x, y = next(batches)
             engine.train_step(model, x, y, criterion, optimizer, scaler, scheduler, precision)
             return len(y)
         return step
