@@ -3,22 +3,35 @@
 One job per module; notebooks import from here and never reimplement:
 
 - ``data``        CIFAR-10/100 loading, the cache, the train/val split, normalization stats
+- ``dataset_stats`` what the data copy is (exact vs JPEG-degraded) and its pixel statistics
+- ``images``      HWC uint8 <-> NCHW tensor conversions
 - ``augment``     batched crop+flip on tensors, and the torchvision reference pipeline
-- ``loader``      in-memory batch iterator (no worker processes)
-- ``models``      ``create_model`` over the CIFAR ResNet family and a CIFAR ViT
-- ``init``        weight initialization schemes and their diagnostics
-- ``config``      the training recipe as plain data, loaded from YAML
-- ``schedule``    warmup + cosine learning rate
+- ``augment_viewer`` random draws of an augmentation, as a grid or a widget
+- ``loader``      in-memory batch iterator (no worker processes), sample normalized batches
+- ``throughput``  images per second of augmentation and of training steps
+- ``models``      ``create_model`` over the CIFAR ResNet family, a CIFAR ViT and the fast net
+- ``model_anatomy`` the basic block step by step, its diagram, per-stage activation maps
+- ``normalization`` BatchNorm/GroupNorm moments and batch dependence
+- ``init``        weight initialization schemes; ``init_diagnostics`` their gains, depth profiles, first steps
+- ``whitening``   the fast net's patch-whitening filters
+- ``config``      the training recipe as plain data, loaded from YAML; differences between configs
+- ``schedule``    warmup + cosine (or linear) learning rate
 - ``engine``      the training loop: run directory, checkpoints, resume, DDP
-- ``evaluate``    accuracy/loss and predictions
-- ``calibration`` ECE, reliability diagrams, temperature scaling
-- ``analysis``    confusion matrix, failure galleries, background/texture probe
-- ``plots``       learning curves and other figures
-- ``profiles``    smoke / laptop / full notebook profiles
-- ``sweeps``      learning-rate grids and the LR range test (lesson 06), calibration tables (07)
-- ``seeds``       repeat a config over seeds, mean ± std; comparing runs (lessons 09, 11)
-- ``imbalance``   accuracy against class frequency on long-tailed data (lesson 10)
-- ``lesson_data`` helpers of lessons 00-02; ``lesson_models`` of lessons 03-05
+- ``lookahead``   the EMA lookahead of the fast recipe
+- ``evaluate``    accuracy/loss, predictions, test-time augmentation
+- ``predictions`` predictions and the classifier of a trained run directory
+- ``calibration`` ECE, reliability diagrams, temperature scaling, calibration tables
+- ``confusion``   confusion matrix, per-class accuracy, confused pairs
+- ``failures``    failure galleries, ambiguous images, calibration on a subset
+- ``background_probe`` does accuracy survive when part of the image is replaced?
+- ``lr_sweeps``   learning-rate grids and the LR range test
+- ``learning_curves`` numbers read off a run's learning curves
+- ``runs``        run directories: their state, compared side by side
+- ``seeds``       repeat a config over seeds, mean ± std
+- ``imbalance``   accuracy against class frequency on long-tailed data
+- ``plots``, ``tables`` figures and plain-text tables
+- ``profiles``    smoke / laptop / gpu / full notebook profiles; ``timing`` the training-time estimates
+- ``repro``       seeds, determinism, device and precision; ``colab`` the Colab setup cell
 - ``course``      ``make course``: execute the notebooks with papermill
 - ``cli``         ``train.py`` and ``test.py``
 """

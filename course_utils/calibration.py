@@ -21,6 +21,9 @@ Conventions shared by every function here:
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -276,3 +279,44 @@ def fit_temperature(val_logits, val_labels) -> float:
         else:
             hi = mid
     return float(1 / np.exp((lo + hi) / 2))
+
+
+def calibration_comparison(predictions: dict[str, dict[str, tuple]], n_bins: int = 15) -> list[dict]:
+    """Calibration of several runs on test, before and after temperature scaling.
+
+    ``predictions[name] = {"val": (logits, labels), "test": (logits, labels)}`` (a
+    ``SplitPredictions`` works as such a pair). The temperature is fitted on ``val`` only and
+    applied to ``test``. Returns two rows per run, ``scaling`` "none" then "temperature", each
+    with ``run``, ``temperature`` (1.0 for "none") and ``calibration_report``'s numbers.
+    """
+    rows = []
+    for name, splits in predictions.items():
+        val_logits, val_labels = splits["val"]
+        test_logits, test_labels = splits["test"]
+        temperature = fit_temperature(val_logits, val_labels)
+        for scaling, t in (("none", 1.0), ("temperature", temperature)):
+            report = calibration_report(apply_temperature(test_logits, t), test_labels, n_bins)
+            rows.append({"run": name, "scaling": scaling, "temperature": float(t), **report})
+    return rows
+
+
+def format_calibration_table(rows: Sequence[dict]) -> str:
+    """The rows of ``calibration_comparison`` as text: accuracy, ECE, MCE in %; NLL in nats."""
+    lines = [f"{'run':<22}{'scaling':<13}{'T':>6}{'accuracy':>10}{'NLL':>8}{'ECE':>8}{'MCE':>8}{'Brier':>8}"]
+    for r in rows:
+        scaling = "none" if r["scaling"] == "none" else "T (val)"
+        lines.append(f"{r['run']:<22}{scaling:<13}{r['temperature']:>6.3f}{100 * r['accuracy']:>9.2f}%"
+                     f"{r['nll']:>8.4f}{100 * r['ece']:>7.2f}%{100 * r['mce']:>7.2f}%{r['brier']:>8.4f}")
+    return "\n".join(lines)
+
+
+def plot_reliability_panels(panels: dict[str, tuple], n_bins: int = 15, ncols: int = 2, size: float = 4.2):
+    """Reliability diagrams side by side: ``panels[title] = (probs, labels)``. Returns the Figure."""
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size * 1.1, nrows * size), squeeze=False,
+                             layout="constrained")
+    for ax, (title, (probs, labels)) in zip(axes.flat, panels.items()):
+        plot_reliability_diagram(probs, labels, n_bins=n_bins, ax=ax, title=title)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    return fig

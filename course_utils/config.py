@@ -228,3 +228,13 @@ def apply_overrides(config: TrainConfig, overrides, source: str = "overrides") -
 
 def save_config(config: TrainConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def config_differences(configs: dict) -> dict[str, dict[str, object]]:
+    """The keys on which named ``TrainConfig``s disagree: ``{key: {name: value}}``, in field order."""
+    rows = {}
+    for field in dataclasses.fields(next(iter(configs.values()))):
+        values = {name: getattr(config, field.name) for name, config in configs.items()}
+        if len({repr(v) for v in values.values()}) > 1:
+            rows[field.name] = values
+    return rows

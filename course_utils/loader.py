@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from course_utils.augment import normalize, random_crop_flip
+from course_utils.data import Dataset, channel_stats, split_train_val
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -134,3 +135,20 @@ class BatchIterator:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
+
+
+def normalized_batches(dataset: Dataset, batch_size: int, count: int = 1, seed: int = 0, split_seed: int = 42):
+    """``count`` random batches of the 40k training split, normalized, without augmentation.
+
+    Normalization uses the training split's own channel statistics, as every run does. The
+    images are drawn without replacement by a generator seeded with ``seed``. Returns
+    ``(batches, (mean, std))`` with ``batches`` a list of ``(x, y)``: float32
+    ``(batch_size, 3, 32, 32)`` and int64 ``(batch_size,)``, on the CPU.
+    """
+    train_idx, _ = split_train_val(len(dataset.y_train), 10_000, seed=split_seed)
+    mean, std = channel_stats(dataset.x_train[train_idx])
+    order = torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed)).numpy()
+    picked = train_idx[order[: batch_size * count]]
+    x = normalize(torch.from_numpy(dataset.x_train[picked]).permute(0, 3, 1, 2).contiguous(), mean, std)
+    y = torch.from_numpy(dataset.y_train[picked])
+    return list(zip(x.split(batch_size), y.split(batch_size))), (mean, std)

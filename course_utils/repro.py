@@ -9,6 +9,9 @@ import random
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from course_utils.models import create_model
 
 
 def seed_everything(seed: int) -> None:
@@ -120,3 +123,19 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "cpu"
+
+
+def seeded_gradients(seed: int | None, device="cpu", width: int = 8, batch_size: int = 16) -> torch.Tensor:
+    """All parameter gradients (flattened, on the CPU) of one training step from ``seed``.
+
+    Seeds everything (``seed=None``: seeds nothing, the random streams go on where they
+    are), builds a ResNet-18 of ``width``, draws a random batch from the same generator and
+    back-propagates the cross-entropy. The same seed must give the same bits.
+    """
+    if seed is not None:
+        seed_everything(seed)
+    model = create_model("resnet18", width=width).to(device)
+    images = torch.randn(batch_size, 3, 32, 32).to(device)
+    labels = torch.randint(0, 10, (batch_size,)).to(device)
+    F.cross_entropy(model(images), labels).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()]).cpu()

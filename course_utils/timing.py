@@ -168,7 +168,7 @@ def announce_training(runs: dict, device, profile: str, steps: int = 3) -> float
     Call it before a lesson trains, with every run the lesson will train. If ``auto`` chose a
     profile and the estimate exceeds an hour, it says so loudly and names cheaper profiles.
     """
-    from course_utils.lesson_data import text_table
+    from course_utils.tables import text_table
 
     rows = estimate_training(runs, device, steps)
     total = sum(r["seconds"] for r in rows)

@@ -218,7 +218,7 @@ def test_lesson_02_sliders_are_widgets_and_draw_on_release_in_jupyterlab(browser
     page.screenshot(path=SCREENSHOTS / "02_augmentation-run.png")
     _assert_clean_run(page, "02_augmentation")
 
-    cell = page.locator(".jp-CodeCell", has_text="lesson_data.augmentation_viewer(")
+    cell = page.locator(".jp-CodeCell", has_text="augment_viewer.augmentation_viewer(")
     sliders = cell.locator(".widget-slider")
     assert sliders.count() == 2, f"the augmentation viewer shows {sliders.count()} slider widgets, not 2 (padding, seed)"
     labels = cell.locator(".widget-slider .widget-label").all_inner_texts()

@@ -112,9 +112,9 @@ import json, os, sys
 import google.colab  # in sys.modules, as on Colab
 profile, use_drive = "smoke", True  # the parameters cell
 exec(compile(open(sys.argv[1]).read(), "setup-cell", "exec"))
-from course_utils import lesson_data  # the lessons' next import
+from course_utils import tables  # the lessons' next import
 import course_utils
-print("RESULT " + json.dumps({"course_utils": course_utils.__file__, "lesson_data": lesson_data.__file__,
+print("RESULT " + json.dumps({"course_utils": course_utils.__file__, "tables": tables.__file__,
                               "profile": PROFILE, "experiments": os.environ.get("COURSE_EXPERIMENTS_DIR")}))
 """
 
@@ -176,7 +176,7 @@ def test_setup_cell_on_colab_clones_installs_only_the_course_and_keeps_runs_on_d
     course_dir = tmp_path / "content" / "course"
     assert Path(facts["course_utils"]).resolve().is_relative_to(course_dir.resolve()), (
         f"course_utils came from {facts['course_utils']}, not from the clone in {course_dir}")
-    assert Path(facts["lesson_data"]).resolve().is_relative_to(course_dir.resolve())
+    assert Path(facts["tables"]).resolve().is_relative_to(course_dir.resolve())
     assert facts["profile"] == "smoke"
     drive = tmp_path / "content" / "drive"
     assert json.loads((tmp_path / "mounted.json").read_text()) == str(drive), "Google Drive was not mounted"

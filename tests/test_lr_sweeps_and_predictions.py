@@ -10,17 +10,9 @@ import pytest
 from course_utils.config import load_config
 from course_utils.data import stratified_subset
 from course_utils.engine import REPO_ROOT, load_run
-from course_utils.sweeps import (
-    calibration_comparison,
-    classifier_of_run,
-    format_calibration_table,
-    format_lr_grid,
-    grid_config,
-    lr_grid_runs,
-    lr_range_test,
-    lr_run_name,
-    predictions_of_run,
-)
+from course_utils.calibration import calibration_comparison, format_calibration_table  # noqa: E402
+from course_utils.predictions import classifier_of_run, predictions_of_run  # noqa: E402
+from course_utils.lr_sweeps import format_lr_grid, grid_config, lr_grid_runs, lr_range_test, lr_run_name  # noqa: E402
 
 SMOKE = REPO_ROOT / "configs" / "smoke.yaml"
 # Seconds on 2 CPU cores: 200 training images, 100 validation images, a width-8 ResNet-18.

@@ -16,25 +16,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from course_utils import analysis  # noqa: E402
-from course_utils.analysis import (  # noqa: E402
-    CIFAR10_MEAN_RGB_UINT8,
-    FAILURE_KINDS,
-    PERTURB_MODES,
-    ambiguity_split,
-    background_probe,
-    border_center_masks,
-    calibration_by_subset,
-    confusion_matrix,
-    failure_title,
-    most_confused_pairs,
-    per_class_accuracy,
-    perturb_images,
-    plot_confusion_matrix,
-    save_failure_galleries,
-    select_failures,
-    top2_margin,
-)
+from course_utils import failures  # noqa: E402
+from course_utils.background_probe import CIFAR10_MEAN_RGB_UINT8, PERTURB_MODES, background_probe, border_center_masks, perturb_images  # noqa: E402
+from course_utils.failures import FAILURE_KINDS, ambiguity_split, calibration_by_subset, failure_title, save_failure_galleries, select_failures, top2_margin  # noqa: E402
+from course_utils.confusion import confusion_matrix, most_confused_pairs, per_class_accuracy, plot_confusion_matrix  # noqa: E402
 from course_utils.calibration import calibration_report  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -156,7 +141,7 @@ def test_gallery_captions_do_not_overlap_each_other_or_images(cifar_slice, tmp_p
     labels = np.arange(32) % 2
     probs = np.where(labels[:, None] == 0, [0.03, 0.97], [0.97, 0.03])  # all wrong, confidence 0.97
     kept = []
-    monkeypatch.setattr(analysis.plt, "close", lambda fig: kept.append(fig))
+    monkeypatch.setattr(failures.plt, "close", lambda fig: kept.append(fig))
     save_failure_galleries(images[:32], probs, labels, ["airplane", "automobile"], tmp_path, k=16)
     monkeypatch.undo()
     (fig,) = kept  # its last gallery: ambiguous_automobile, a full 4x4 grid

@@ -1,4 +1,4 @@
-"""The helpers of lessons 03-05 (``course_utils.lesson_models``): what the notebooks print must be true."""
+"""Diagnostics the lessons print about models, init, normalization and runs: what they print must be true."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from course_utils import lesson_models
+from course_utils import init_diagnostics, loader, model_anatomy, normalization, runs
 from course_utils.data import channel_stats, split_train_val
 from course_utils.engine import Run
 from course_utils.models import create_model
@@ -23,7 +23,7 @@ def small_resnet():
 
 
 def test_normalized_batches_are_real_training_images_normalized_with_the_split_statistics(cifar10):
-    batches, (mean, std) = lesson_models.normalized_batches(cifar10, batch_size=16, count=3, seed=1)
+    batches, (mean, std) = loader.normalized_batches(cifar10, batch_size=16, count=3, seed=1)
     assert [tuple(x.shape) for x, _ in batches] == [(16, 3, 32, 32)] * 3
     train_idx, _ = split_train_val(50_000, 10_000, seed=42)
     expected_mean, expected_std = channel_stats(cifar10.x_train[train_idx])
@@ -45,17 +45,17 @@ def test_normalized_batches_are_real_training_images_normalized_with_the_split_s
 def test_block_walkthrough_matches_the_block_and_its_residual_branch(small_resnet):
     block = small_resnet.layer2[0]  # the stride-2 block with a projection shortcut
     x = torch.relu(torch.randn(2, 8, 32, 32))
-    steps = lesson_models.block_walkthrough(block, x)
+    steps = model_anatomy.block_walkthrough(block, x)
     assert steps[0] == ("input x", (2, 8, 32, 32))
     assert steps[-1] == ("ReLU = output", (2, 16, 16, 16))
     assert dict(steps)["shortcut(x)"] == (2, 16, 16, 16), "the projection must bring x to the block's output shape"
     with torch.no_grad():
-        rebuilt = F.relu(lesson_models.residual_branch(block, x) + block.shortcut(x))
+        rebuilt = F.relu(model_anatomy.residual_branch(block, x) + block.shortcut(x))
         assert torch.equal(rebuilt, block(x)), "ReLU(F(x) + shortcut(x)) should be exactly the block's output"
 
 
 def test_stage_maps_have_the_resolution_of_each_stage(small_resnet):
-    maps = lesson_models.stage_activation_maps(small_resnet, torch.randn(3, 32, 32))
+    maps = model_anatomy.stage_activation_maps(small_resnet, torch.randn(3, 32, 32))
     assert [(name, m.shape) for name, m in maps] == [
         ("stem", (32, 32)), ("layer1", (32, 32)), ("layer2", (16, 16)), ("layer3", (8, 8)), ("layer4", (4, 4))]
 
@@ -64,9 +64,9 @@ def test_normalized_moments_measure_what_each_norm_normalizes():
     x = torch.randn(4, 8, 5, 5) * 3 + 2
     bn = torch.nn.BatchNorm2d(8).train()(x)
     gn = torch.nn.GroupNorm(4, 8)(x)
-    mean, std = lesson_models.normalized_moments(bn, "channel")
+    mean, std = normalization.normalized_moments(bn, "channel")
     assert mean.abs().max() < 1e-5 and (std - 1).abs().max() < 1e-3, "BatchNorm: per channel over (N, H, W)"
-    mean, std = lesson_models.normalized_moments(gn, "sample_group", groups=4)
+    mean, std = normalization.normalized_moments(gn, "sample_group", groups=4)
     assert mean.abs().max() < 1e-5 and (std - 1).abs().max() < 1e-3, "GroupNorm: per sample and group"
     assert len(mean) == 4 * 4
 
@@ -77,14 +77,14 @@ def test_batch_dependence_tells_batchnorm_from_groupnorm():
     bn = create_model("resnet18", width=8, norm="batch")
     gn = create_model("resnet18", width=8, norm="group")
     before = {k: v.clone() for k, v in bn.state_dict().items()}
-    assert lesson_models.batch_dependence(bn, images) > 1e-2, "BatchNorm output should depend on the batch"
-    assert lesson_models.batch_dependence(gn, images) < 1e-4, "GroupNorm output should not depend on the batch"
+    assert normalization.batch_dependence(bn, images) > 1e-2, "BatchNorm output should depend on the batch"
+    assert normalization.batch_dependence(gn, images) < 1e-4, "GroupNorm output should not depend on the batch"
     assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items()), "the model's running stats changed"
 
 
 def test_fan_table_of_resnet18():
     model = create_model("resnet18", width=64)
-    rows = {row["layer"]: row for row in lesson_models.fan_table(model)}
+    rows = {row["layer"]: row for row in init_diagnostics.fan_table(model)}
     assert (rows["stem.0"]["fan_in"], rows["stem.0"]["fan_out"]) == (27, 576)
     assert (rows["layer2.0.conv1"]["fan_in"], rows["layer2.0.conv1"]["fan_out"]) == (576, 1152)
     assert (rows["fc"]["fan_in"], rows["fc"]["fan_out"]) == (512, 10)
@@ -95,18 +95,18 @@ def test_fan_table_of_resnet18():
 
 def test_predicted_gains_follow_the_variance_argument():
     fan = 9 * 64
-    assert lesson_models.predicted_gain("kaiming", fan, fan) == pytest.approx(1.0)
-    assert lesson_models.predicted_gain("xavier", fan, fan) == pytest.approx(math.sqrt(0.5))
-    assert lesson_models.predicted_gain("default", fan, fan) == pytest.approx(math.sqrt(1 / 6))
-    assert lesson_models.predicted_gain("small", fan, fan) < 0.2 < 3 < lesson_models.predicted_gain("large", fan, fan)
+    assert init_diagnostics.predicted_gain("kaiming", fan, fan) == pytest.approx(1.0)
+    assert init_diagnostics.predicted_gain("xavier", fan, fan) == pytest.approx(math.sqrt(0.5))
+    assert init_diagnostics.predicted_gain("default", fan, fan) == pytest.approx(math.sqrt(1 / 6))
+    assert init_diagnostics.predicted_gain("small", fan, fan) < 0.2 < 3 < init_diagnostics.predicted_gain("large", fan, fan)
     with pytest.raises(ValueError, match="trunc_normal"):
-        lesson_models.predicted_gain("trunc_normal", fan, fan)
+        init_diagnostics.predicted_gain("trunc_normal", fan, fan)
 
 
 def test_conv_scale_probe_shows_batchnorm_scale_invariance():
     torch.manual_seed(0)
     images, labels = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    rows = lesson_models.conv_scale_probe(images, labels, (0.1, 1.0, 10.0), depth=4, width=8)
+    rows = init_diagnostics.conv_scale_probe(images, labels, (0.1, 1.0, 10.0), depth=4, width=8)
     losses = [r["loss"] for r in rows]
     assert max(losses) - min(losses) < 1e-2, f"BatchNorm should make the loss scale-invariant: {losses}"
     small, one, large = (r["relative_grad"] for r in rows)
@@ -117,26 +117,26 @@ def test_conv_scale_probe_shows_batchnorm_scale_invariance():
 def test_depth_profiles_and_first_steps_on_a_small_plain_net():
     torch.manual_seed(0)
     images, labels = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
-    profiles = lesson_models.depth_profiles(["kaiming", "small"], images, labels, depth=4, width=8)
+    profiles = init_diagnostics.depth_profiles(["kaiming", "small"], images, labels, depth=4, width=8)
     assert len(profiles["kaiming"]["act_std"]) == 5  # 4 convs + the classifier
     assert all(g / w == pytest.approx(r) for g, w, r in zip(profiles["kaiming"]["grad_norm"],
                                                            profiles["kaiming"]["weight_norm"],
                                                            profiles["kaiming"]["relative_grad"]))
     assert profiles["small"]["act_std"][-2] < profiles["kaiming"]["act_std"][-2] / 10, "small init should vanish"
-    curves = lesson_models.first_steps(["kaiming", "large"], [(images, labels)] * 4, depth=20, width=16, lr=0.01)
+    curves = init_diagnostics.first_steps(["kaiming", "large"], [(images, labels)] * 4, depth=20, width=16, lr=0.01)
     assert all(math.isfinite(v) for v in curves["kaiming"]), curves["kaiming"]
     assert not math.isfinite(curves["large"][-1]), f"large init should end in inf/nan: {curves['large']}"
 
 
 def test_run_state_and_result_table(tmp_path):
-    assert lesson_models.run_state(tmp_path) == "new"
+    assert runs.run_state(tmp_path) == "new"
     (tmp_path / "last.pt").write_bytes(b"")
-    assert lesson_models.run_state(tmp_path) == "resumable"
+    assert runs.run_state(tmp_path) == "resumable"
     table = {split: {"accuracy": acc, "loss": 1.0} for split, acc in (("train", 0.9), ("val", 0.8), ("test", 0.79))}
     final = {"status": "finished", "epochs": 2, "data_source": "cifar10.npz", "last": table, "best": {"epoch": 1, **table}}
     (tmp_path / "final.json").write_text(json.dumps(final))
-    assert lesson_models.run_state(tmp_path) == "finished"
-    text = lesson_models.result_table(Run(tmp_path, None, [], final), {"train": 99.98, "val": 94.77, "test": 93.64}, "x")
+    assert runs.run_state(tmp_path) == "finished"
+    text = runs.result_table(Run(tmp_path, None, [], final), {"train": 99.98, "val": 94.77, "test": 93.64}, "x")
     lines = text.splitlines()
     assert lines[0] == "ours: x"
     assert "best val (epoch 1)" in lines[1] and "not ours" in lines[1]

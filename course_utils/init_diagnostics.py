@@ -1,0 +1,224 @@
+"""How an initialization behaves: fan-in/fan-out per layer, the predicted gain of a scheme,
+activation and gradient scale through depth, and the first SGD steps of each scheme.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.ticker import MaxNLocator
+from torch import nn
+
+from course_utils.init import (
+    LARGE_STD,
+    SMALL_STD,
+    WEIGHTED_LAYERS,
+    init_weights,
+    layer_statistics,
+    plain_net,
+)
+
+# One colour per initialization scheme, the same in every figure of lesson 04.
+SCHEME_COLORS = {"kaiming": "C0", "xavier": "C1", "default": "C2", "small": "C3", "large": "C4", "trunc_normal": "C5"}
+
+
+def fan_table(model: nn.Module) -> list[dict]:
+    """One row per distinct Conv2d/Linear weight shape of ``model``, in first-use order.
+
+    Keys: ``layer`` (first module with that shape), ``count`` (modules sharing it), ``shape``,
+    ``fan_in`` (inputs feeding one output: in_channels/groups x kernel area), ``fan_out``
+    (outputs fed by one input: out_channels/groups x kernel area), and the Kaiming stds
+    ``sqrt(2 / fan_in)`` and ``sqrt(2 / fan_out)``.
+    """
+    rows: dict[tuple, dict] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, WEIGHTED_LAYERS):
+            continue
+        shape = tuple(module.weight.shape)
+        if shape in rows:
+            rows[shape]["count"] += 1
+            continue
+        receptive = module.weight[0][0].numel()  # kernel area (1 for a Linear)
+        groups = getattr(module, "groups", 1)
+        fan_in = shape[1] * receptive
+        fan_out = shape[0] // groups * receptive
+        rows[shape] = {"layer": name, "count": 1, "shape": shape, "fan_in": fan_in, "fan_out": fan_out,
+                       "std_fan_in": math.sqrt(2 / fan_in), "std_fan_out": math.sqrt(2 / fan_out)}
+    return list(rows.values())
+
+
+def scheme_weight_std(scheme: str, fan_in: int, fan_out: int) -> float:
+    """The std of a conv/linear weight under ``scheme`` (see ``init.init_weights``)."""
+    stds = {
+        "kaiming": math.sqrt(2 / fan_in),
+        "xavier": math.sqrt(2 / (fan_in + fan_out)),
+        "default": 1 / math.sqrt(3 * fan_in),  # kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        "small": SMALL_STD,
+        "large": LARGE_STD,
+    }
+    if scheme not in stds:
+        raise ValueError(f"no closed-form std for scheme {scheme!r}; choose one of {', '.join(stds)}")
+    return stds[scheme]
+
+
+def predicted_gain(scheme: str, fan_in: int, fan_out: int) -> float:
+    """Per-layer factor on the activation std of a ReLU network: ``sqrt(fan_in * Var(w) / 2)``.
+
+    From ``Var(y) = fan_in * Var(w) * E[x^2]`` and ``E[x^2] = Var(y_prev) / 2`` after a ReLU;
+    Kaiming's fan_in std makes it exactly 1. Biases are ignored (``"default"`` has nonzero ones).
+    """
+    return scheme_weight_std(scheme, fan_in, fan_out) * math.sqrt(fan_in / 2)
+
+
+def weight_norms(model: nn.Module) -> dict[str, float]:
+    """L2 norm of every Conv2d/Linear weight, by module name."""
+    return {name: float(m.weight.detach().norm()) for name, m in model.named_modules() if isinstance(m, WEIGHTED_LAYERS)}
+
+
+def depth_profiles(schemes, images: torch.Tensor, labels: torch.Tensor, depth: int = 20, width: int = 32,
+                   norm: str | None = None, seed: int = 0, device="cpu") -> dict[str, dict[str, list]]:
+    """``layer_statistics`` of a freshly initialized ``plain_net`` for each scheme, as columns.
+
+    Every net is built from the same seed. Besides ``layer_statistics``' columns (``act_std``,
+    ``grad_norm``, ...) each profile has ``weight_norm`` and ``relative_grad`` =
+    ``grad_norm / weight_norm``: the size of an SGD step relative to the weight, per unit of
+    learning rate (the "effective learning rate" that BatchNorm makes depend on the weight scale).
+    The nets are built on the CPU (same draws everywhere) and run on ``device``.
+    """
+    profiles = {}
+    images, labels = images.to(device), labels.to(device)
+    for scheme in schemes:
+        torch.manual_seed(seed)
+        net = init_weights(plain_net(depth, width, norm), scheme).to(device)
+        rows = layer_statistics(net, images, labels)
+        norms = weight_norms(net)
+        columns = {key: [row[key] for row in rows] for key in rows[0]}
+        columns["weight_norm"] = [norms[name] for name in columns["layer"]]
+        columns["relative_grad"] = [g / w if w > 0 else float("nan")
+                                    for g, w in zip(columns["grad_norm"], columns["weight_norm"])]
+        profiles[scheme] = columns
+    return profiles
+
+
+def conv_scale_probe(images: torch.Tensor, labels: torch.Tensor, scales=(0.1, 1.0, 10.0), depth: int = 20,
+                     width: int = 32, seed: int = 0, device="cpu") -> list[dict]:
+    """BatchNorm's scale invariance, measured: one Kaiming plain net with BatchNorm, conv weights times ``c``.
+
+    For each ``c`` in ``scales`` the same seeded ``plain_net(depth, width, "batch")`` is built,
+    every Conv2d weight is multiplied by ``c`` (the classifier, which no BatchNorm follows, is
+    left alone), and one forward/backward pass in train mode gives the loss and, over the
+    convolutions, the median gradient norm and median ``||grad|| / ||w||``. Returns one dict per
+    scale with keys ``scale``, ``loss``, ``grad_norm``, ``relative_grad``.
+    """
+    images, labels = images.to(device), labels.to(device)
+    rows = []
+    for c in scales:
+        torch.manual_seed(seed)
+        net = init_weights(plain_net(depth, width, "batch"), "kaiming").to(device).train()
+        convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+        with torch.no_grad():
+            for conv in convs:
+                conv.weight.mul_(c)
+        loss = F.cross_entropy(net(images), labels)
+        grads = torch.autograd.grad(loss, [conv.weight for conv in convs])
+        grad_norms = torch.stack([g.norm() for g in grads])
+        weight_norms_ = torch.stack([conv.weight.detach().norm() for conv in convs])
+        rows.append({"scale": c, "loss": loss.item(), "grad_norm": float(grad_norms.median()),
+                     "relative_grad": float((grad_norms / weight_norms_).median())})
+    return rows
+
+
+def plot_depth_profiles(profiles: dict, key: str, ax=None, title: str | None = None, ylabel: str | None = None):
+    """One line per scheme: ``key`` against layer number, log scale.
+
+    Zeros (underflow), infinities and NaNs cannot sit on a log axis: the legend says how
+    many layers of a scheme were left out, rather than hiding them silently.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    for i, (scheme, columns) in enumerate(profiles.items()):
+        values = np.asarray(columns[key], dtype=float)
+        layers = np.arange(1, len(values) + 1)
+        drawable = np.isfinite(values) & (values > 0)
+        label = scheme
+        if not drawable.all():
+            label += f" ({(~drawable).sum()} layers 0/inf/nan, not drawn)"
+        ax.plot(layers[drawable], values[drawable], "o-", ms=3, color=SCHEME_COLORS.get(scheme, f"C{i}"), label=label)
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layer (conv 1..depth, then the linear classifier)")
+    ax.set_ylabel(ylabel or key)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def sgd_losses(model: nn.Module, batches, lr: float = 0.01, momentum: float = 0.9) -> list[float]:
+    """The training loss of each SGD step over ``batches`` (one step per batch).
+
+    Once the loss is inf or NaN the remaining steps are reported as NaN without computing
+    them (nothing can be learned from there).
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    model.train()
+    losses = []
+    for x, y in batches:
+        if losses and not math.isfinite(losses[-1]):
+            losses.append(float("nan"))
+            continue
+        loss = F.cross_entropy(model(x), y)
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return losses
+
+
+def first_steps(schemes, batches, depth: int = 20, width: int = 32, norm: str | None = None, lr: float = 0.01,
+                seed: int = 0, device="cpu") -> dict[str, list[float]]:
+    """``sgd_losses`` of a freshly initialized ``plain_net`` per scheme, all built from the same seed."""
+    batches = [(x.to(device), y.to(device)) for x, y in batches]
+    curves = {}
+    for scheme in schemes:
+        torch.manual_seed(seed)
+        net = init_weights(plain_net(depth, width, norm), scheme).to(device)
+        curves[scheme] = sgd_losses(net, batches, lr)
+    return curves
+
+
+def plot_first_steps(curves: dict, ax=None, title: str | None = None, log: bool = True,
+                     chance: float | None = math.log(10)):
+    """Training loss per SGD step, one line per scheme; the step where a loss went inf/NaN is named.
+
+    ``log=False`` gives a linear axis, for a close look at the schemes that did not blow up.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    for i, (scheme, losses) in enumerate(curves.items()):
+        values = np.asarray(losses, dtype=float)
+        steps = np.arange(1, len(values) + 1)
+        finite = np.isfinite(values)
+        label = scheme
+        if not finite.all():
+            label += f" (inf/nan from step {int(np.flatnonzero(~finite)[0]) + 1})"
+        ax.plot(steps[finite], values[finite], "o-", ms=3, color=SCHEME_COLORS.get(scheme, f"C{i}"), label=label)
+    if chance is not None:
+        ax.axhline(chance, color="0.5", ls=":", lw=1, label="ln(10): uniform guess")
+    if log:
+        ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("SGD step")
+    ax.set_ylabel("training loss" + (" (log scale)" if log else ""))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

@@ -1,0 +1,93 @@
+"""Predictions of a trained run directory on the validation or test split, and its classifier as a function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import torch
+
+from course_utils import engine
+from course_utils.calibration import softmax
+from course_utils.data import stratified_subset
+from course_utils.evaluate import predict
+from course_utils.loader import BatchIterator
+from course_utils.repro import resolve_device
+
+SPLITS = ("val", "test")
+
+
+@dataclasses.dataclass
+class SplitPredictions:
+    """A trained run's logits on one split, with the labels and images they belong to."""
+
+    logits: np.ndarray  # (N, C) float32
+    labels: np.ndarray  # (N,) int64
+    images: np.ndarray  # (N, 32, 32, 3) uint8 HWC RGB, in the same order
+    classes: list[str]
+    split: str
+    which: str  # "last" or "best" weights
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(N, C) softmax probabilities, float64."""
+        return softmax(self.logits)
+
+    @property
+    def preds(self) -> np.ndarray:
+        return self.logits.argmax(axis=1)
+
+    def __iter__(self):  # ``logits, labels = predictions_of_run(...)`` also works
+        return iter((self.logits, self.labels))
+
+
+def _model_and_data(run_dir, which: str, device):
+    run = engine.load_run(run_dir)
+    device = torch.device(device) if device is not None else resolve_device(run.config.device)
+    model, config = engine.load_weights(run_dir, which, device=device)
+    return model, engine.build_data(config, device), device
+
+
+def predictions_of_run(run_dir, split: str = "val", which: str = "last", per_class: int | None = None,
+                       device=None) -> SplitPredictions:
+    """Logits of a trained run (its ``last`` or ``best`` weights) on ``val`` or ``test``.
+
+    The split, normalization and device are the run's own (``engine.build_data`` on its
+    config). ``per_class``: a stratified subset of that many images per class (seeded, the
+    same every call), to keep quick profiles quick; None takes the whole split.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    model, bundle, device = _model_and_data(run_dir, which, device)
+    batches = getattr(bundle, split)
+    images, labels = batches.images, batches.labels  # uint8 CHW and int64, in the split's order
+    if per_class is not None:
+        keep = torch.as_tensor(stratified_subset(labels.cpu().numpy(), per_class, seed=0)).to(images.device)
+        images, labels = images[keep], labels[keep]
+        batches = BatchIterator(images, labels, batch_size=batches.batch_size, mean=bundle.mean, std=bundle.std,
+                                train=False, device=device, channels_last=batches.channels_last)
+    logits, labels_out = predict(model, batches)
+    return SplitPredictions(logits=logits.numpy(), labels=labels_out.numpy().astype(np.int64),
+                            images=images.permute(0, 2, 3, 1).cpu().numpy(), classes=list(bundle.classes),
+                            split=split, which=which)
+
+
+def classifier_of_run(run_dir, which: str = "last", device=None,
+                      batch_size: int = 512) -> Callable[[np.ndarray], np.ndarray]:
+    """``predict_fn(images) -> (N,) predicted class ids`` for uint8 ``(N, 32, 32, 3)`` images.
+
+    Normalizes with the run's own training-split statistics and batches on the run's device:
+    the ``predict_fn`` that ``background_probe.background_probe`` expects.
+    """
+    model, bundle, device = _model_and_data(run_dir, which, device)
+    channels_last = bundle.val.channels_last
+
+    def predict_fn(images: np.ndarray) -> np.ndarray:
+        batches = BatchIterator(images, np.zeros(len(images), dtype=np.int64), batch_size=batch_size,
+                                mean=bundle.mean, std=bundle.std, train=False, device=device,
+                                channels_last=channels_last)
+        return predict(model, batches)[0].argmax(1).numpy()
+
+    return predict_fn
