@@ -104,7 +104,7 @@ def plan_variants(device: torch.device, config: TrainConfig, ref_workers: int, c
     auto_precision = resolve_precision(device, config.precision)  # bf16 / fp16 on GPUs, fp32 on CPUs
     auto_cl = resolve_channels_last(device, config.memory_format, config.width)  # channels_last at width 16, 32, 64
     fmt = "channels_last" if auto_cl else "NCHW"
-    no_amp = None if on_gpu else "bf16/fp16 autocast needs a CUDA GPU (repro.resolve_precision refuses it on a CPU)"
+    no_amp = None if on_gpu else "autocast rows run on GPUs; on a CPU, `--only precision` times bf16 (fp16 needs CUDA)"
     no_compile = None if (on_gpu or compile_on_cpu) else "torch.compile on a CPU takes minutes: pass --compile"
     reference = f"{REFERENCE} (torchvision DataLoader, {ref_workers} workers)"
     contiguous = "course data path (NCHW, fp32, eager)"
