@@ -1,14 +1,19 @@
 """Class imbalance: how accuracy follows class frequency on a long-tailed training set.
 
 The long-tailed subset itself is ``data.long_tailed_subset`` (used by the engine through the
-config key ``imbalance_ratio``); the remedy ``class_weighting: balanced`` is in the engine's
-loss. This module measures what they do:
+config key ``imbalance_ratio``: CIFAR-10-LT / CIFAR-100-LT of Cao et al. 2019, cut from the
+run's train split); the remedy ``class_weighting: balanced`` (inverse class frequency) is in
+the engine's loss (``engine.class_weights``). This module measures what they do:
 
 - ``frequency_groups(train_counts)``: head / middle / tail thirds of the classes by frequency.
 - ``accuracy_by_group(per_class_acc, train_counts)``: mean per-class accuracy of each third.
 - ``frequency_weighted_accuracy``: the accuracy a test set distributed like the training set
   would report, which hides the tail.
 - ``plot_accuracy_vs_frequency``: per-class accuracy against training images per class.
+- ``plot_class_counts``: training images per class of one or more long-tailed sets (log scale).
+- ``balanced_accuracy``, ``mean_and_standard_error``, ``difference_with_noise``: the numbers
+  a comparison over seeds needs (a difference and its standard error); the verdict is the
+  lesson's to write.
 
 Conventions: ``train_counts`` is ``(C,)`` training images per class, ``per_class_acc`` is
 ``(C,)`` fractions (NaN for a class absent from the evaluated split).
@@ -77,11 +82,66 @@ def format_group_table(tables: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+def balanced_accuracy(per_class_acc) -> float:
+    """The mean of per-class accuracies (classes absent from the split, NaN, left out).
+
+    It is what a test set with the same number of images in every class reports, whatever
+    the training distribution; on a split that is balanced already it equals plain accuracy.
+    """
+    return float(np.nanmean(np.asarray(per_class_acc, dtype=np.float64)))
+
+
+def mean_and_standard_error(values) -> tuple[float, float]:
+    """``(mean, standard error of the mean)`` of repeated measurements, e.g. one per seed.
+
+    The standard error is the sample standard deviation (``ddof=1``) over ``sqrt(n)``; NaN for
+    a single value, which has no measured spread.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("mean_and_standard_error needs at least one value")
+    if values.size == 1:
+        return float(values[0]), float("nan")
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
+
+
+def difference_with_noise(baseline_values, other_values) -> tuple[float, float]:
+    """``(mean(other) - mean(baseline), its standard error)`` for two independent sets of runs.
+
+    The standard error of the difference is ``sqrt(se_baseline**2 + se_other**2)``: the noise to
+    compare the difference with (a difference below about two of it is not established).
+    """
+    mean_a, se_a = mean_and_standard_error(baseline_values)
+    mean_b, se_b = mean_and_standard_error(other_values)
+    return mean_b - mean_a, float(np.hypot(se_a, se_b))
+
+
+def plot_class_counts(counts_by_label: dict, classes, ax=None):
+    """Training images per class (log scale): one group of bars per class, one colour per set.
+
+    ``counts_by_label`` maps a label (e.g. "ratio 100") to ``(C,)`` counts. Returns the Axes.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.5), layout="constrained")
+    x = np.arange(len(classes))
+    width = 0.8 / max(len(counts_by_label), 1)
+    for i, (label, counts) in enumerate(counts_by_label.items()):
+        ax.bar(x - 0.4 + (i + 0.5) * width, counts, width, label=label, color=f"C{i}")
+    ax.set_yscale("log")
+    ax.set_xticks(x, classes, rotation=30)
+    ax.set_ylabel("training images (log scale)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
 def plot_accuracy_vs_frequency(train_counts, per_class_accs: dict, ax=None, window: int = 9):
     """Per-class accuracy (%) against training images per class (log scale), one colour per run.
 
     Dots are classes; the line is a running mean over ``window`` classes neighbouring in
-    frequency, to show the trend through the per-class noise. Returns the Axes.
+    frequency, to show the trend through the per-class noise (``window=1``: the classes
+    themselves, joined in order of frequency, for a few classes such as CIFAR-10's ten).
+    Returns the Axes.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
@@ -95,7 +155,8 @@ def plot_accuracy_vs_frequency(train_counts, per_class_accs: dict, ax=None, wind
         k = min(window, len(order))
         kernel = np.ones(k) / k
         smooth = np.convolve(np.nan_to_num(sorted_acc), kernel, mode="valid")
-        ax.plot(counts[order][k // 2: k // 2 + len(smooth)], smooth, color=color, label=f"{label} (running mean)")
+        ax.plot(counts[order][k // 2: k // 2 + len(smooth)], smooth, color=color,
+                label=label if k == 1 else f"{label} (running mean)")
     ax.set_xscale("log")
     ax.set_xlabel("training images of the class (log scale)")
     ax.set_ylabel("per-class accuracy (%)")
