@@ -160,13 +160,20 @@ def calibration_report(probs, labels, n_bins: int = 15) -> dict[str, float]:
 # --------------------------------------------------------------------------- plots
 
 
-def plot_reliability_diagram(probs, labels, n_bins: int = 15, ax=None, title: str | None = None):
+# Bins with fewer samples than this are not drawn as bars: with n < 20 the standard error of the
+# bin's accuracy exceeds 0.1 (sqrt(0.25 / 20) = 0.11), so a full-height bar would claim too much.
+MIN_BIN_COUNT = 20
+
+
+def plot_reliability_diagram(probs, labels, n_bins: int = 15, ax=None, title: str | None = None,
+                             min_count: int = MIN_BIN_COUNT):
     """Reliability diagram: accuracy per confidence bin against the diagonal.
 
     Blue bars are the accuracy in each bin; the hatched red part is the gap to the
-    bin's mean confidence (below the diagonal = overconfident). Grey bars at the
-    bottom are the number of samples per bin, on a right-hand axis (labelled
-    "samples per bin", their heights sum to N). ECE is in the legend.
+    bin's mean confidence (below the diagonal = overconfident). The number written at
+    the foot of each bin is its sample count (they sum to N). A bin with fewer than
+    ``min_count`` samples gets no bar, only an open circle at its accuracy: its accuracy
+    is too noisy for a bar. ECE is in the legend.
 
     Returns the matplotlib Axes drawn on (``ax.figure`` is the Figure). Never shows.
     """
@@ -177,31 +184,31 @@ def plot_reliability_diagram(probs, labels, n_bins: int = 15, ax=None, title: st
     edges = bins["edges"]
     centers = (edges[:-1] + edges[1:]) / 2
     width = edges[1] - edges[0]
-    filled = bins["counts"] > 0
-    accuracy = np.where(filled, bins["accuracy"], 0.0)
-    confidence = np.where(filled, bins["confidence"], 0.0)
+    counts = bins["counts"]
+    solid = counts >= min_count
+    sparse = (counts > 0) & ~solid
 
-    ax.bar(centers, accuracy, width=width, color="tab:blue", edgecolor="black", linewidth=0.5,
-           label="accuracy", zorder=2)
-    ax.bar(centers, confidence - accuracy, bottom=accuracy, width=width, color="tab:red",
-           alpha=0.3, edgecolor="tab:red", hatch="//", linewidth=0.5, label="gap to confidence", zorder=3)
+    ax.bar(centers[solid], bins["accuracy"][solid], width=width, color="tab:blue", edgecolor="black",
+           linewidth=0.5, label="accuracy", zorder=2)
+    ax.bar(centers[solid], (bins["confidence"] - bins["accuracy"])[solid], bottom=bins["accuracy"][solid],
+           width=width, color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//", linewidth=0.5,
+           label="gap to confidence", zorder=3)
+    if sparse.any():
+        ax.scatter(centers[sparse], bins["accuracy"][sparse], s=22, facecolors="none", edgecolors="tab:blue",
+                   zorder=4, label=f"accuracy, bin with < {min_count} samples")
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration", zorder=4)
     ax.plot([], [], " ", label=f"ECE = {100 * ece:.2f}%")  # text-only legend entry
+    ax.plot([], [], " ", label="numbers: samples per bin")
+    for center, count, is_solid, accuracy in zip(centers, counts, solid, bins["accuracy"]):
+        if count > 0:  # the count, written up from the bin's foot: white on a tall enough bar, else grey
+            ax.text(center, 0.015, f"{count:,}", rotation=90, ha="center", va="bottom", fontsize=6.5,
+                    color="white" if is_solid and accuracy >= 0.25 else "dimgray", zorder=5, gid="bin count")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (max probability)")
     ax.set_ylabel("accuracy")
     ax.set_title(title if title is not None else f"Reliability diagram (ECE {100 * ece:.2f}%)")
     ax.legend(loc="upper left", fontsize="small")
-
-    # Counts on a twin axis scaled so the tallest bar fills a quarter of the height:
-    # they show where the samples are without hiding the accuracy bars.
-    count_ax = ax.twinx()
-    count_ax.bar(centers, bins["counts"], width=width * 0.6, color="dimgray", alpha=0.6,
-                 label="samples per bin", zorder=1)
-    count_ax.set_ylim(0, 4 * max(int(bins["counts"].max()), 1))
-    count_ax.set_ylabel("samples per bin", color="gray")
-    count_ax.tick_params(axis="y", colors="gray", labelsize="small")
     return ax
 
 

@@ -1,8 +1,11 @@
-"""Failure galleries: confident mistakes, unsure correct answers and ambiguous images, and calibration on a subset.
+"""Failure galleries: confident mistakes, unsure correct answers and ambiguous images, calibration on a
+subset, and the published label errors of the CIFAR-10 test set (is a confident mistake the label's fault?).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -13,6 +16,9 @@ from course_utils.calibration import calibration_report, to_numpy
 from course_utils.images import uint8_hwc_images
 
 FAILURE_KINDS = ("confident_mistakes", "unsure_correct", "ambiguous")
+
+# Northcutt et al. (2021), shipped with its citation in reference/README.md.
+LABEL_ERRORS_FILE = Path(__file__).resolve().parents[1] / "reference" / "cifar10_test_label_errors.json"
 
 
 def top2_margin(probs) -> np.ndarray:
@@ -154,3 +160,64 @@ def calibration_by_subset(probs, labels, mask, n_bins: int = 15) -> dict[str, di
     for name, part in (("subset", mask), ("rest", ~mask)):
         reports[name] = {**calibration_report(probs[part], labels[part], n_bins), "n": int(part.sum())}
     return reports
+
+
+# --------------------------------------------------------------------------- published label errors
+
+
+@dataclasses.dataclass
+class LabelErrors:
+    """Published label errors of a test set, with the raters' votes.
+
+    ``candidates``: every image shown to the raters (position in the official test set, given
+    label); ``errors`` those judged mislabeled, and ``raters_label`` the label a majority chose
+    instead (-1 where no label won a majority: such images can be excluded, not relabeled).
+    """
+
+    candidate_index: np.ndarray  # (M,) int64, positions in the official test set
+    candidate_given: np.ndarray  # (M,) int64 class ids of the dataset's label
+    error_index: np.ndarray  # (E,) int64, sorted
+    raters_label: np.ndarray  # (E,) int64 class id, -1 where no majority
+    criterion: str
+    source: str
+
+
+def load_label_errors(class_names, path=LABEL_ERRORS_FILE, max_given_votes: int = 2,
+                      majority: int = 3) -> LabelErrors:
+    """The CIFAR-10 test-set label errors of Northcutt et al. (2021) as class ids.
+
+    An image is an error when at most ``max_given_votes`` of its 5 raters chose the given label
+    (their criterion: fewer than 3 of 5); its ``raters_label`` is the guessed label when at least
+    ``majority`` of the 5 chose it. ``class_names`` maps the file's names to ids (the dataset's order).
+    """
+    data = json.loads(Path(path).read_text())
+    ids = {name: i for i, name in enumerate(class_names)}
+    rows = sorted(data["candidates"], key=lambda c: c["index"])
+    errors = [c for c in rows if c["votes"]["given"] <= max_given_votes]
+    return LabelErrors(
+        candidate_index=np.array([c["index"] for c in rows], dtype=np.int64),
+        candidate_given=np.array([ids[c["given"]] for c in rows], dtype=np.int64),
+        error_index=np.array([c["index"] for c in errors], dtype=np.int64),
+        raters_label=np.array([ids[c["guessed"]] if c["votes"]["guessed"] >= majority else -1 for c in errors],
+                              dtype=np.int64),
+        criterion=data["criterion"], source=data["source"])
+
+
+def accuracy_with_label_errors_fixed(preds, labels, indices, errors: LabelErrors) -> dict[str, float | int]:
+    """Accuracy as measured, with the published label errors excluded, and with them relabeled.
+
+    preds, labels: (N,) on a test split whose images sit at ``indices`` of the official test set.
+    ``excluded``: accuracy without the error images. ``relabeled``: errors with a raters' label
+    scored against it, errors without one excluded. Also the counts ``n``, ``n_errors`` (errors in
+    this split), ``n_relabeled``.
+    """
+    preds, labels, indices = (to_numpy(a, dtype=np.int64) for a in (preds, labels, indices))
+    is_error = np.isin(indices, errors.error_index)
+    new_label = labels.copy()
+    position = np.searchsorted(errors.error_index, indices[is_error])
+    new_label[is_error] = errors.raters_label[position]
+    keep = new_label >= 0
+    return {"n": len(labels), "n_errors": int(is_error.sum()), "n_relabeled": int((is_error & keep).sum()),
+            "measured": float(np.mean(preds == labels)),
+            "excluded": float(np.mean(preds[~is_error] == labels[~is_error])),
+            "relabeled": float(np.mean(preds[keep] == new_label[keep]))}

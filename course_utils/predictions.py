@@ -29,6 +29,9 @@ class SplitPredictions:
     classes: list[str]
     split: str
     which: str  # "last" or "best" weights
+    # (N,) int64: each image's position in the official array it comes from (the training set for
+    # "val", the test set for "test"), so published per-image data (e.g. label errors) can be matched.
+    indices: np.ndarray | None = None
 
     @property
     def probs(self) -> np.ndarray:
@@ -50,28 +53,47 @@ def _model_and_data(run_dir, which: str, device):
     return model, engine.build_data(config, device), device
 
 
+def official_indices(config, split: str) -> np.ndarray:
+    """Positions, in the official training ("val") or test ("test") array, of a run's split, in its order.
+
+    The same selection ``engine.build_data`` makes: validation = ``engine.select_train_val``; test =
+    the whole test set, or its stratified ``test_per_class`` subset.
+    """
+    dataset = engine.load_dataset_cached(config.dataset, config.data_dir)
+    if split == "val":
+        return engine.select_train_val(config, dataset.y_train)[1].astype(np.int64)
+    if config.test_per_class is None:
+        return np.arange(len(dataset.y_test), dtype=np.int64)
+    return np.asarray(stratified_subset(dataset.y_test, config.test_per_class, seed=config.split_seed), dtype=np.int64)
+
+
 def predictions_of_run(run_dir, split: str = "val", which: str = "last", per_class: int | None = None,
                        device=None) -> SplitPredictions:
     """Logits of a trained run (its ``last`` or ``best`` weights) on ``val`` or ``test``.
 
     The split, normalization and device are the run's own (``engine.build_data`` on its
     config). ``per_class``: a stratified subset of that many images per class (seeded, the
-    same every call), to keep quick profiles quick; None takes the whole split.
+    same every call), to keep quick profiles quick; None takes the whole split. ``indices``
+    gives each image's position in the official training (val) or test (test) array.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     model, bundle, device = _model_and_data(run_dir, which, device)
     batches = getattr(bundle, split)
     images, labels = batches.images, batches.labels  # uint8 CHW and int64, in the split's order
+    indices = official_indices(engine.load_run(run_dir).config, split)
+    if len(indices) != len(labels):
+        raise RuntimeError(f"{run_dir}: {split} has {len(labels)} images but its official indices number {len(indices)}")
     if per_class is not None:
-        keep = torch.as_tensor(stratified_subset(labels.cpu().numpy(), per_class, seed=0)).to(images.device)
-        images, labels = images[keep], labels[keep]
+        chosen = stratified_subset(labels.cpu().numpy(), per_class, seed=0)
+        keep = torch.as_tensor(chosen).to(images.device)
+        images, labels, indices = images[keep], labels[keep], indices[np.asarray(chosen)]
         batches = BatchIterator(images, labels, batch_size=batches.batch_size, mean=bundle.mean, std=bundle.std,
                                 train=False, device=device, channels_last=batches.channels_last)
     logits, labels_out = predict(model, batches)
     return SplitPredictions(logits=logits.numpy(), labels=labels_out.numpy().astype(np.int64),
                             images=images.permute(0, 2, 3, 1).cpu().numpy(), classes=list(bundle.classes),
-                            split=split, which=which)
+                            split=split, which=which, indices=indices)
 
 
 def classifier_of_run(run_dir, which: str = "last", device=None,

@@ -186,19 +186,37 @@ def test_apply_temperature_rejects_non_positive_temperature():
         apply_temperature(np.zeros((2, 3)), 0.0)
 
 
-def test_reliability_diagram_shows_counts_summing_to_n_and_ece_in_legend():
+def test_reliability_diagram_writes_counts_summing_to_n_and_ece_in_legend():
     rng = np.random.default_rng(3)
     probs = softmax(rng.normal(size=(300, 10)) * 2)
     labels = rng.integers(0, 10, size=300)
     ax = plot_reliability_diagram(probs, labels, n_bins=15)
     try:
         assert isinstance(ax.figure, matplotlib.figure.Figure)
-        count_bars = [c for a in ax.figure.axes for c in a.containers if c.get_label() == "samples per bin"]
-        assert len(count_bars) == 1, "the diagram must show the number of samples per bin"
-        heights = [bar.get_height() for bar in count_bars[0]]
-        assert len(heights) == 15 and sum(heights) == 300, f"bin counts must sum to n=300, got {sum(heights)}"
+        written = [int(t.get_text().replace(",", "")) for t in ax.texts if t.get_gid() == "bin count"]
+        bins = reliability_bins(probs, labels, n_bins=15)
+        assert written == [int(c) for c in bins["counts"] if c > 0], "one count per non-empty bin, in bin order"
+        assert sum(written) == 300, f"bin counts must sum to n=300, got {sum(written)}"
+        assert len(ax.figure.axes) == 1, "counts are written on the diagram, not on a second y-axis"
         legend_texts = [t.get_text() for t in ax.get_legend().get_texts()]
         assert any(t.startswith("ECE = ") for t in legend_texts), f"ECE missing from legend: {legend_texts}"
+    finally:
+        plt.close(ax.figure)
+
+
+def test_reliability_diagram_draws_no_bar_for_a_nearly_empty_bin():
+    # 100 samples at confidence 0.95 (95 right) and 3 at 0.15 (all wrong): the 0.15 bin has 3 < 20 samples.
+    probs, labels = probs_with_confidence([0.95] * 100 + [0.15] * 3, [True] * 95 + [False] * 5 + [False] * 3)
+    ax = plot_reliability_diagram(probs, labels, n_bins=10, min_count=20)
+    try:
+        accuracy_bars = next(c for c in ax.containers if c.get_label() == "accuracy")
+        assert [round(b.get_x() + b.get_width() / 2, 6) for b in accuracy_bars] == [0.95], \
+            "only the bin with >= min_count samples may be drawn as a bar"
+        gap_bars = next(c for c in ax.containers if c.get_label() == "gap to confidence")
+        assert len(gap_bars) == 1, "a nearly empty bin must not draw a full-height gap either"
+        sparse = [c for c in ax.collections if c.get_label().startswith("accuracy, bin with <")]
+        assert len(sparse) == 1 and np.allclose(sparse[0].get_offsets(), [[0.15, 0.0]]), \
+            "the sparse bin shows as a marker at its accuracy"
     finally:
         plt.close(ax.figure)
 

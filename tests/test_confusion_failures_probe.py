@@ -1,4 +1,4 @@
-"""Confusion matrix, failure galleries, background probe and ambiguity split.
+"""Confusion matrix, failure galleries, background probe, ambiguity split and published label errors.
 
 Image tests use a small slice of the real CIFAR-10 test set; metric tests use crafted arrays.
 """
@@ -17,8 +17,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from course_utils import failures  # noqa: E402
-from course_utils.background_probe import CIFAR10_MEAN_RGB_UINT8, PERTURB_MODES, background_probe, border_center_masks, perturb_images  # noqa: E402
-from course_utils.failures import FAILURE_KINDS, ambiguity_split, calibration_by_subset, failure_title, save_failure_galleries, select_failures, top2_margin  # noqa: E402
+from course_utils.background_probe import FILLS, PROBE_VARIANTS, REGIONS, background_probe, donors_of_other_classes, paired_standard_error, perturb_images, plot_probe_drops, region_masks  # noqa: E402
+from course_utils.failures import FAILURE_KINDS, LABEL_ERRORS_FILE, accuracy_with_label_errors_fixed, ambiguity_split, calibration_by_subset, failure_title, load_label_errors, save_failure_galleries, select_failures, top2_margin  # noqa: E402
 from course_utils.confusion import confusion_matrix, most_confused_pairs, per_class_accuracy, plot_confusion_matrix  # noqa: E402
 from course_utils.calibration import calibration_report  # noqa: E402
 
@@ -169,51 +169,65 @@ def changed_pixels(before, after):
     return (before != after).any(axis=-1)
 
 
-def test_border_and_center_masks_are_complementary():
-    border, center = border_center_masks(size=32, border=8)
-    assert border.shape == (32, 32) and not (border & center).any() and (border | center).all()
-    assert center.sum() == 16 * 16 and center[8:24, 8:24].all()
+def test_centre_and_corners_have_equal_area_and_do_not_overlap():
+    masks = region_masks(size=32, corner=8)
+    centre, corners = masks["centre"], masks["corners"]
+    assert centre.sum() == corners.sum() == 256, "the probe compares regions of the same area"
+    assert not (centre & corners).any()
+    assert centre[8:24, 8:24].all() and corners[:8, :8].all() and corners[24:, 24:].all()
+    with pytest.raises(ValueError, match="corner"):
+        region_masks(size=32, corner=9)  # a 18x18 centre would reach the 9x9 corners
 
 
-@pytest.mark.parametrize("mode", ["border_noise", "border_swap"])
-def test_border_modes_change_only_the_border(cifar_slice, mode):
-    images, _, _ = cifar_slice
+@pytest.mark.parametrize("region", REGIONS)
+@pytest.mark.parametrize("fill", FILLS + ("noise",))
+def test_perturbations_change_only_their_region(cifar_slice, region, fill):
+    images, labels, _ = cifar_slice
     original = images.copy()
-    out = perturb_images(images, mode, seed=0, border=8)
-    border, center = border_center_masks(32, 8)
+    out = perturb_images(images, region, fill, labels=labels, seed=0)
+    mask = region_masks(32, 8)[region]
     assert out.dtype == np.uint8 and out.shape == images.shape
     assert np.array_equal(images, original), "input must not be modified"
     changed = changed_pixels(images, out)
-    assert not changed[:, center].any(), f"{mode} must leave the centre untouched"
-    assert changed[:, border].mean() > 0.9, f"{mode} must replace (almost) the whole border"
+    assert not changed[:, ~mask].any(), f"{region}/{fill} must leave the rest of the image untouched"
+    assert changed[:, mask].mean() > 0.5, f"{region}/{fill} must change its region"
 
 
-def test_border_swap_takes_each_border_from_a_different_image(cifar_slice):
-    images, _, _ = cifar_slice
-    out = perturb_images(images, "border_swap", seed=1)
-    border, _ = border_center_masks(32, 8)
-    flat_in, flat_out = images[:, border].reshape(64, -1), out[:, border].reshape(64, -1)
+def test_mean_fill_uses_each_images_own_region_colour(cifar_slice):
+    images, labels, _ = cifar_slice
+    mask = region_masks(32, 8)["corners"]
+    out = perturb_images(images, "corners", "mean", labels=labels)
+    expected = np.round(images[:, mask].mean(axis=1)).astype(np.uint8)  # (N, 3)
+    assert (out[:, mask] == expected[:, None, :]).all()
+
+
+def test_swap_takes_each_region_from_an_image_of_another_class(cifar_slice):
+    images, labels, _ = cifar_slice
+    mask = region_masks(32, 8)["centre"]
+    out = perturb_images(images, "centre", "swap", labels=labels, seed=1)
+    flat_in, flat_out = images[:, mask].reshape(64, -1), out[:, mask].reshape(64, -1)
     donors = [int(np.flatnonzero((flat_in == row).all(axis=1))[0]) for row in flat_out]
-    assert sorted(donors) == list(range(64)), "every border is used exactly once"
-    assert all(d != i for i, d in enumerate(donors)), "no image keeps its own border"
+    assert all(labels[d] != labels[i] for i, d in enumerate(donors)), "the donor must be of a different class"
+    assert np.array_equal(donors_of_other_classes(labels, 1), donors_of_other_classes(labels, 1))
+    with pytest.raises(ValueError, match="labels"):
+        perturb_images(images, "centre", "swap")
 
 
-def test_center_occlude_fills_only_the_center_with_mean_or_zeros(cifar_slice):
-    images, _, _ = cifar_slice
-    border, center = border_center_masks(32, 8)
-    for fill, colour in [("mean", CIFAR10_MEAN_RGB_UINT8), ("zeros", (0, 0, 0))]:
-        out = perturb_images(images, "center_occlude", border=8, fill=fill)
-        assert np.array_equal(out[:, border], images[:, border]), "border must be untouched"
-        assert (out[:, center] == np.array(colour, dtype=np.uint8)).all(), f"centre must be {colour}"
+def test_blur_keeps_the_mean_colour_and_removes_detail(cifar_slice):
+    images, labels, _ = cifar_slice
+    mask = region_masks(32, 8)["centre"]
+    out = perturb_images(images, "centre", "blur", labels=labels).astype(float)
+    inside = images[:, mask].astype(float)
+    assert np.abs(out[:, mask].mean(axis=1) - inside.mean(axis=1)).max() < 12, "blur keeps the region's colours"
+    assert out[:, mask].std(axis=1).mean() < inside.std(axis=1).mean(), "blur removes detail"
 
 
-@pytest.mark.parametrize("mode", PERTURB_MODES)
-def test_perturbations_are_deterministic_per_seed(cifar_slice, mode):
-    images, _, _ = cifar_slice
-    first, again = perturb_images(images, mode, seed=7), perturb_images(images, mode, seed=7)
-    assert np.array_equal(first, again), f"{mode} must give the same output for the same seed"
-    if mode != "center_occlude":  # occlusion involves no randomness
-        assert not np.array_equal(first, perturb_images(images, mode, seed=8)), f"{mode} ignores its seed"
+@pytest.mark.parametrize("fill", ["swap", "noise"])
+def test_random_fills_are_deterministic_per_seed(cifar_slice, fill):
+    images, labels, _ = cifar_slice
+    first = perturb_images(images, "corners", fill, labels=labels, seed=7)
+    assert np.array_equal(first, perturb_images(images, "corners", fill, labels=labels, seed=7))
+    assert not np.array_equal(first, perturb_images(images, "corners", fill, labels=labels, seed=8)), f"{fill} ignores its seed"
 
 
 def lookup_predictor(images, labels, region):
@@ -222,27 +236,77 @@ def lookup_predictor(images, labels, region):
     return lambda batch: np.array([table.get(img[region].tobytes(), 0) for img in batch])
 
 
-def test_background_probe_center_only_model_loses_nothing_under_border_modes(cifar_slice):
+def test_a_centre_only_model_loses_nothing_when_the_corners_change(cifar_slice):
     images, labels, _ = cifar_slice
-    _, center = border_center_masks(32, 8)
-    result = background_probe(lookup_predictor(images, labels, center), images, labels, num_classes=10, seed=0)
-    assert list(result) == ["original", *PERTURB_MODES]
+    centre = region_masks(32, 8)["centre"]
+    result = background_probe(lookup_predictor(images, labels, centre), images, labels, num_classes=10, seed=0)
+    assert list(result) == ["original", *PROBE_VARIANTS]
     assert result["original"]["accuracy"] == 1.0
-    for mode in ["border_noise", "border_swap"]:
-        assert result[mode]["accuracy"] == 1.0, f"a centre-only model must not care about {mode}"
-        drop = result[mode]["per_class_drop"]
+    for fill in FILLS:
+        corners = result[f"corners_{fill}"]
+        assert corners["accuracy"] == 1.0 and corners["drop"] == 0.0 and corners["drop_se"] == 0.0
+        drop = corners["per_class_drop"]
         assert drop.shape == (10,) and np.allclose(drop[~np.isnan(drop)], 0.0)
-    assert result["center_occlude"]["accuracy"] < 0.5, "hiding the centre must hurt a centre-only model"
-    assert np.nanmax(result["center_occlude"]["per_class_drop"]) == 1.0
+        assert result[f"centre_{fill}"]["accuracy"] < 0.5, f"replacing the centre ({fill}) must hurt a centre-only model"
 
 
-def test_background_probe_border_only_model_fails_under_border_swap(cifar_slice):
+def test_a_corners_only_model_fails_when_the_corners_are_swapped(cifar_slice):
     images, labels, _ = cifar_slice
-    border, _ = border_center_masks(32, 8)
-    predict = lookup_predictor(images, labels, border)
+    predict = lookup_predictor(images, labels, region_masks(32, 8)["corners"])
     result = background_probe(lambda batch: torch.as_tensor(predict(batch)), images, labels, num_classes=10)
-    assert result["center_occlude"]["accuracy"] == 1.0, "a border-only model must not care about the centre"
-    assert result["border_swap"]["accuracy"] < 0.5
+    assert result["centre_swap"]["accuracy"] == 1.0, "a corners-only model must not care about the centre"
+    assert result["corners_swap"]["accuracy"] < 0.5
+
+
+def test_paired_standard_error_of_a_drop():
+    a = np.array([1, 1, 1, 1, 0, 0, 1, 1], dtype=bool)
+    b = np.array([1, 0, 1, 1, 0, 1, 0, 1], dtype=bool)
+    d = a.astype(float) - b  # [0, 1, 0, 0, 0, -1, 1, 0]
+    assert paired_standard_error(a, b) == pytest.approx(np.std(d, ddof=1) / np.sqrt(8))
+    assert paired_standard_error(a, a) == 0.0
+
+
+def test_probe_figure_keeps_its_legend_off_the_bars(cifar_slice):
+    images, labels, classes = cifar_slice
+    predict = lookup_predictor(images, labels, region_masks(32, 8)["centre"])
+    fig = plot_probe_drops(background_probe(predict, images, labels, num_classes=10), classes)
+    try:
+        fig.canvas.draw()
+        assert not any(ax.get_legend() for ax in fig.axes), "no legend inside a panel"
+        legend_box = fig.legends[0].get_window_extent()
+        for ax in fig.axes:
+            assert not legend_box.overlaps(ax.get_window_extent()), "the figure legend must sit outside the panels"
+    finally:
+        plt.close(fig)
+
+
+# --------------------------------------------------------------------------- published label errors
+
+
+def test_label_errors_file_indexes_our_test_set(cifar10):
+    errors = load_label_errors(cifar10.classes)
+    assert LABEL_ERRORS_FILE.parent.name == "reference" and LABEL_ERRORS_FILE.is_file()
+    assert len(errors.candidate_index) == 275 and len(errors.error_index) == 54, "Northcutt et al.: 54 errors"
+    assert np.array_equal(cifar10.y_test[errors.candidate_index], errors.candidate_given), \
+        "every given label must equal y_test at its index: the file and our test set share one order"
+    assert np.all(np.diff(errors.error_index) > 0) and np.isin(errors.error_index, errors.candidate_index).all()
+    assert int((errors.raters_label >= 0).sum()) == 18, "18 errors have a label that 3 of 5 raters chose"
+    assert "Northcutt" in errors.source
+
+
+def test_accuracy_with_label_errors_excluded_and_relabeled():
+    errors = failures.LabelErrors(candidate_index=np.array([1, 3, 5]), candidate_given=np.array([0, 0, 0]),
+                                  error_index=np.array([3, 5]), raters_label=np.array([2, -1]),
+                                  criterion="", source="")
+    indices = np.array([0, 1, 2, 3, 4, 5])
+    labels = np.array([0, 0, 1, 0, 1, 0])
+    preds = np.array([0, 1, 1, 2, 1, 1])  # image 3: wrong against its label, right against the raters'
+    r = accuracy_with_label_errors_fixed(preds, labels, indices, errors)
+    assert r["measured"] == pytest.approx(3 / 6) and r["n_errors"] == 2 and r["n_relabeled"] == 1
+    assert r["excluded"] == pytest.approx(3 / 4), "images 3 and 5 dropped: 0, 2, 4 right of 0, 1, 2, 4"
+    assert r["relabeled"] == pytest.approx(4 / 5), "image 3 scored against label 2, image 5 (no majority) dropped"
+    shuffled = np.array([5, 0, 3])  # a subset in another order: found by index, not position
+    assert accuracy_with_label_errors_fixed(preds[[5, 0, 3]], labels[[5, 0, 3]], shuffled, errors)["relabeled"] == 1.0
 
 
 # --------------------------------------------------------------------------- ambiguity vs calibration

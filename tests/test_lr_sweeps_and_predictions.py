@@ -97,6 +97,9 @@ def test_predictions_of_run_match_the_run_and_its_images(grid, cifar10):
     idx = run_test[stratified_subset(cifar10.y_test[run_test], 5, seed=0)]
     assert np.array_equal(test.labels, cifar10.y_test[idx]) and np.array_equal(test.images, cifar10.x_test[idx]), \
         "a test subset's labels and images must be the ones its logits belong to"
+    assert np.array_equal(test.indices, idx), "indices must give each test image's position in the official test set"
+    assert np.array_equal(cifar10.y_train[val.indices], val.labels) and np.array_equal(cifar10.x_train[val.indices], val.images), \
+        "validation indices must point at the validation images in the official training set"
     predict_fn = classifier_of_run(run_dir)
     assert np.array_equal(predict_fn(test.images), test.preds), "classifier_of_run should agree with predictions_of_run"
     with pytest.raises(ValueError, match="split must be one of"):
