@@ -199,10 +199,11 @@ def plot_reliability_diagram(probs, labels, n_bins: int = 15, ax=None, title: st
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration", zorder=4)
     ax.plot([], [], " ", label=f"ECE = {100 * ece:.2f}%")  # text-only legend entry
     ax.plot([], [], " ", label="numbers: samples per bin")
-    for center, count, is_solid, accuracy in zip(centers, counts, solid, bins["accuracy"]):
-        if count > 0:  # the count, written up from the bin's foot: white on a tall enough bar, else grey
-            ax.text(center, 0.015, f"{count:,}", rotation=90, ha="center", va="bottom", fontsize=6.5,
-                    color="white" if is_solid and accuracy >= 0.25 else "dimgray", zorder=5, gid="bin count")
+    for center, count in zip(centers, counts):
+        if count > 0:  # the count, written up from the bin's foot on a white label: readable on any bar
+            ax.text(center, 0.015, f"{count:,}", rotation=90, ha="center", va="bottom", fontsize=6.5, zorder=5,
+                    gid="bin count", bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "alpha": 0.8,
+                                           "edgecolor": "none"})
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (max probability)")
