@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import statistics
 import time
 
 import numpy as np
@@ -29,39 +31,71 @@ def _images_per_second(batches, device: torch.device) -> float:
 
 def augmentation_throughput(
     images: np.ndarray, labels: np.ndarray, mean, std, batch_size: int = 128, padding: int = 4,
-    device="cpu", threads: int | None = 1,
-) -> dict[str, float]:
-    """Images per second of one epoch of augmented, normalized training batches, both ways.
+    device="cpu", threads: int | None = None, workers: tuple[int, ...] = (0, 2), rounds: int = 3,
+) -> dict:
+    """Images per second of augmented, normalized training batches: the course's pipeline against
+    torchvision's, with the settings of ``make bench`` (``benchmarks/input_pipeline.py``).
 
-    ``batched``: ``loader.BatchIterator`` (gather, crop+flip, normalize as tensor ops on
-    ``device``). ``torchvision``: ``augment.torchvision_train_transform`` per PIL image through a
-    ``DataLoader`` with ``num_workers=0`` (on the CPU, as tutorials do). Same images, same batch
-    size; the first batch of each is a warm-up and not timed.
+    Pipelines: ``batched``, ``loader.BatchIterator(train=True)`` (gather, crop+flip, normalize as
+    tensor ops on ``device``); and for each ``num_workers`` in ``workers``, a ``DataLoader`` that
+    applies ``augment.torchvision_train_transform`` per PIL image, on the CPU, as tutorials do.
+    Same images, same batch size. Each round times one epoch of every pipeline in turn (round
+    robin, so a change in the machine's load hits all of them alike); the first batch of each
+    epoch (worker start-up, first calls) is not timed. A pipeline's rate is the median of its rounds.
 
-    ``threads``: torch intra-op threads for both (restored afterwards; None: leave as is). One
-    by default: the per-image PIL pipeline uses one core anyway, and on a busy shared machine
-    extra threads mostly wait for each other, which would time the machine, not the pipeline.
+    The **baseline** is the better torchvision setting, as in ``make bench``: comparing with a
+    deliberately weak setting would flatter the course's pipeline.
+
+    ``threads``: torch intra-op threads (restored afterwards); ``None`` keeps torch's default, one
+    per core, as ``make bench`` does.
+
+    Returns a dict: ``images``, ``batch_size``, ``threads``, ``rates`` (name -> images/s, median),
+    ``round_rates`` (name -> list per round), ``baseline`` (its name), ``speedup`` (batched /
+    baseline), ``speedup_vs`` (name -> batched / that pipeline) and ``round_speedups`` (batched /
+    baseline, per round: their spread is the measurement's noise), ``load_average`` (1-minute
+    load before and after: the machine's load that the numbers depend on).
     """
     device = torch.device(device)
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    load_before = os.getloadavg()[0]
     try:
         batched = BatchIterator(images, labels, batch_size, mean, std, train=True, padding=padding, device=device)
-        reference = torch.utils.data.DataLoader(
-            PILImageDataset(images, labels, torchvision_train_transform(mean, std, padding)),
-            batch_size=batch_size, shuffle=True, num_workers=0,
-        )
-        result = {
-            "images": len(images),
-            "threads": torch.get_num_threads(),
-            "batched": _images_per_second(batched, device),
-            "torchvision": _images_per_second(reference, torch.device("cpu")),
-        }
+        pipelines = {"batched": (batched, device)}
+        for w in workers:
+            loader = torch.utils.data.DataLoader(
+                PILImageDataset(images, labels, torchvision_train_transform(mean, std, padding)),
+                batch_size=batch_size, shuffle=True, num_workers=w,
+            )
+            pipelines[torchvision_name(w)] = (loader, torch.device("cpu"))
+        round_rates = {name: [] for name in pipelines}
+        for r in range(rounds):
+            batched.set_epoch(r)
+            for name, (batches, where) in pipelines.items():
+                round_rates[name].append(_images_per_second(batches, where))
+        used_threads = torch.get_num_threads()
     finally:
         torch.set_num_threads(previous_threads)
-    result["speedup"] = result["batched"] / result["torchvision"]
-    return result
+    rates = {name: statistics.median(values) for name, values in round_rates.items()}
+    baseline = max((n for n in rates if n != "batched"), key=rates.get)
+    return {
+        "images": len(images),
+        "batch_size": batch_size,
+        "threads": used_threads,
+        "rates": rates,
+        "round_rates": round_rates,
+        "baseline": baseline,
+        "speedup": rates["batched"] / rates[baseline],
+        "speedup_vs": {n: rates["batched"] / v for n, v in rates.items() if n != "batched"},
+        "round_speedups": [b / t for b, t in zip(round_rates["batched"], round_rates[baseline])],
+        "load_average": (load_before, os.getloadavg()[0]),
+    }
+
+
+def torchvision_name(workers: int) -> str:
+    """The name ``make bench`` gives the torchvision pipeline with ``workers`` DataLoader workers."""
+    return f"torchvision DataLoader, num_workers={workers}"
 
 
 def training_images_per_second(model: nn.Module, batch_size: int = 32, steps: int = 2, device="cpu",

@@ -96,10 +96,26 @@ def test_augmentation_viewer_redraws_only_when_a_slider_is_released(cifar10):
         )
 
 
-def test_augmentation_throughput_measures_both_pipelines_and_restores_threads(cifar10):
+def test_augmentation_throughput_names_the_better_torchvision_setting_as_baseline_and_restores_threads(cifar10):
     threads = torch.get_num_threads()
-    result = throughput.augmentation_throughput(cifar10.x_train[:256], cifar10.y_train[:256], MEAN, STD, batch_size=64)
+    result = throughput.augmentation_throughput(cifar10.x_train[:256], cifar10.y_train[:256], MEAN, STD,
+                                                batch_size=64, threads=1, workers=(0, 1), rounds=2)
     assert torch.get_num_threads() == threads, "the thread count must be restored after measuring"
     assert result["images"] == 256 and result["threads"] == 1
-    assert result["batched"] > 0 and result["torchvision"] > 0
-    assert result["speedup"] == pytest.approx(result["batched"] / result["torchvision"])
+    names = ["batched", throughput.torchvision_name(0), throughput.torchvision_name(1)]
+    assert list(result["rates"]) == names, result["rates"]
+    assert all(len(result["round_rates"][n]) == 2 and result["rates"][n] > 0 for n in names), result
+    torchvision_rates = {n: result["rates"][n] for n in names[1:]}
+    assert result["baseline"] == max(torchvision_rates, key=torchvision_rates.get), (
+        "the baseline must be the better torchvision setting, as in make bench, never the weaker one")
+    assert result["speedup"] == pytest.approx(result["rates"]["batched"] / max(torchvision_rates.values()))
+    assert result["speedup"] <= min(result["speedup_vs"].values()) + 1e-12, "the ratio against the baseline is the smallest"
+    assert len(result["round_speedups"]) == 2 and len(result["load_average"]) == 2
+
+
+def test_benchmark_and_lesson_name_the_torchvision_pipelines_alike():
+    from benchmarks import input_pipeline
+
+    for workers in (0, 2):
+        assert throughput.torchvision_name(workers) == input_pipeline.torchvision_name(workers), (
+            "lesson 02 quotes make bench's baseline by name: the two must match")
