@@ -8,7 +8,8 @@ mean ± sample standard deviation over seeds.
   (finished runs are returned without training again, as ``train`` always does).
 - ``aggregate(runs)``: mean ± std of every final metric (last and best weights; train, val and
   test; accuracy and loss). The std is the *sample* standard deviation (``ddof=1``, dividing
-  by n - 1): with n = 1 it is undefined (NaN).
+  by n - 1): with n = 1 it is undefined (NaN). ``sem`` is the standard error of the mean,
+  std / sqrt(n): how far the mean of n seeds is likely to be from the recipe's true mean.
 - ``format_aggregate(agg)``: that as a text table.
 - ``compare_runs(runs)``, ``format_rows(rows)``: one row per run (parameters, time per epoch,
   images/s, accuracies, and calibration if predictions are given), for lessons that compare
@@ -88,9 +89,10 @@ def final_metrics(run: Run) -> dict[str, float]:
 def aggregate(runs: list[Run]) -> dict[str, dict]:
     """Mean ± sample std of every final metric over ``runs`` (e.g. one recipe over seeds).
 
-    Returns ``{metric: {"mean", "std", "n", "values", "seeds"}}`` with metric keys as in
+    Returns ``{metric: {"mean", "std", "sem", "n", "values", "seeds"}}`` with metric keys as in
     ``final_metrics``; ``values`` and ``seeds`` follow the order of ``runs``. ``std`` is the
-    sample standard deviation (``ddof=1``); NaN when n = 1. Every run must be finished and
+    sample standard deviation (``ddof=1``) and ``sem`` the standard error of the mean,
+    ``std / sqrt(n)``; both NaN when n = 1. Every run must be finished and
     report the same metrics (the same recipe, seed aside).
     """
     if not runs:
@@ -105,9 +107,11 @@ def aggregate(runs: list[Run]) -> dict[str, dict]:
     result = {}
     for key in keys:
         values = np.array([table[key] for table in tables], dtype=np.float64)
+        std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
         result[key] = {
             "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+            "std": std,
+            "sem": std / math.sqrt(len(values)),
             "n": len(values),
             "values": values.tolist(),
             "seeds": seeds,
@@ -123,16 +127,18 @@ def format_mean_std(entry: dict, percent: bool = True) -> str:
 
 
 def format_aggregate(agg: dict[str, dict]) -> str:
-    """The aggregate as a text table: one line per metric, mean ± std, then each seed's value."""
+    """The aggregate as a text table: one line per metric, mean ± std, standard error, then each seed's value."""
     first = next(iter(agg.values()))
     seeds_header = "  ".join(f"{'seed ' + str(s):>8}" for s in first["seeds"])
-    lines = [f"{'weights':<8}{'split':<7}{'metric':<10}{'mean ± std':>20}   {seeds_header}"]
+    lines = [f"{'weights':<8}{'split':<7}{'metric':<10}{'mean ± std':>20}{'std error':>11}   {seeds_header}"]
     for key, entry in agg.items():
         which, split, quantity = key.split("/")
         percent = quantity == "accuracy"
         values = "  ".join(f"{100 * v:>7.2f}%" if percent else f"{v:>8.4f}" for v in entry["values"])
-        lines.append(f"{which:<8}{split:<7}{quantity:<10}{format_mean_std(entry, percent):>20}   {values}")
-    lines.append(f"n = {first['n']} seeds; ± is the sample standard deviation (ddof=1)"
+        sem = f"{100 * entry['sem']:.2f}%" if percent else f"{entry['sem']:.4f}"
+        lines.append(f"{which:<8}{split:<7}{quantity:<10}{format_mean_std(entry, percent):>20}{sem:>11}   {values}")
+    lines.append(f"n = {first['n']} seeds; ± is the sample standard deviation (ddof=1), "
+                 "std error = std / sqrt(n) (the uncertainty of the mean)"
                  + ("; undefined for n = 1" if first["n"] == 1 else ""))
     return "\n".join(lines)
 

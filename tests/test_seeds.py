@@ -42,6 +42,8 @@ def test_aggregate_gives_mean_and_sample_std_of_every_final_metric():
     test_acc = agg["last/test/accuracy"]
     assert test_acc["mean"] == pytest.approx(0.91)
     assert test_acc["std"] == pytest.approx(math.sqrt(0.0013)), "std should be the sample std (ddof=1)"
+    # Standard error of the mean: sqrt(0.0013) / sqrt(3) = sqrt(0.0013 / 3) = 0.02082.
+    assert test_acc["sem"] == pytest.approx(math.sqrt(0.0013 / 3)), "sem should be std / sqrt(n)"
     assert test_acc["n"] == 3 and test_acc["seeds"] == [0, 1, 2]
     assert test_acc["values"] == pytest.approx([0.88, 0.90, 0.95])
     # last/train loss = 0.40, 0.30, 0.20 -> mean 0.30, sample std 0.10 (population std would be 0.0816).
@@ -50,7 +52,7 @@ def test_aggregate_gives_mean_and_sample_std_of_every_final_metric():
     # best/val loss is 0.31 for every seed: std exactly 0.
     assert agg["best/val/loss"]["mean"] == pytest.approx(0.31) and agg["best/val/loss"]["std"] == pytest.approx(0.0)
     text = format_aggregate(agg)
-    assert "91.00 ± 3.61%" in text, f"test accuracy row missing or misformatted:\n{text}"
+    assert "91.00 ± 3.61%      2.08%" in text, f"test accuracy row (mean ± std, std error) missing or misformatted:\n{text}"
     assert "0.3000 ± 0.1000" in text and "sample standard deviation" in text, text
 
 
@@ -59,6 +61,7 @@ def test_aggregate_of_one_run_has_undefined_std():
     assert set(agg) == {f"last/{s}/{q}" for s in ("train", "val", "test") for q in ("accuracy", "loss")}
     assert agg["last/val/accuracy"]["mean"] == pytest.approx(0.49)
     assert math.isnan(agg["last/val/accuracy"]["std"]), "a single run has no sample std"
+    assert math.isnan(agg["last/val/accuracy"]["sem"]), "a single run has no standard error"
     assert "undefined for n = 1" in format_aggregate(agg)
 
 
