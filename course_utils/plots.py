@@ -10,6 +10,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 def _axes(ax, figsize=(6, 4)):
@@ -59,17 +60,31 @@ def plot_class_balance(counts: dict, classes, ax=None):
     return ax
 
 
-def robust_upper_limit(values, whisker: float = 1.5) -> float:
-    """Tukey's upper fence, ``Q3 + whisker * IQR``, capped at the largest value.
+def robust_upper_limit(values, whisker: float = 3.0, factor: float = 3.0) -> float:
+    """The largest of ``values`` that is not a far outlier: where a loss axis can stop.
 
-    A loss curve's first validation epoch can be 10-1000x the rest (BatchNorm statistics of a
-    barely trained network); a y-axis that shows it flattens every curve that matters.
+    A value is a far outlier when it lies above Tukey's far-out fence of the *other* values,
+    ``Q3 + whisker * IQR``, and also more than ``factor`` times their upper quartile ``Q3``.
+    Leaving the value out of its own fence matters for short runs: in 4 points, one spike
+    lifts Q3 enough to hide itself. The ``factor`` keeps an ordinary steep first epoch
+    (2.3, then ~1) on the axis; only a point that would squash the rest is cut. With fewer
+    than 4 finite values nothing is an outlier.
+
+    The epoch-1 validation loss of a short run can be 10-100x the rest (stale BatchNorm
+    running statistics after epoch 1 at the peak learning rate; lesson 05 measures it).
     """
     values = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
     if values.size == 0:
         return 1.0
-    q1, q3 = np.quantile(values, [0.25, 0.75])
-    return float(min(values.max(), q3 + whisker * max(q3 - q1, 1e-12)))
+    if values.size < 4:
+        return float(values.max())
+    kept = []
+    for i, v in enumerate(values):
+        others = np.delete(values, i)
+        q1, q3 = np.quantile(others, [0.25, 0.75])
+        if not (v > q3 + whisker * (q3 - q1) and v > factor * q3):
+            kept.append(v)
+    return float(max(kept))
 
 
 def plot_learning_curves(runs: dict, metric: str = "loss", ax=None, title: str | None = None):
@@ -77,8 +92,9 @@ def plot_learning_curves(runs: dict, metric: str = "loss", ax=None, title: str |
 
     ``runs`` maps a label to a run's metrics rows (``Run.metrics``). Solid: validation;
     dashed: training (measured on augmented batches while training, as usual). For losses the
-    y-axis stops at ``robust_upper_limit`` of all values plotted: points above it (usually the
-    epoch-1 validation loss) are drawn as triangles on the top edge, labelled with their value.
+    y-axis stops just above ``robust_upper_limit`` of all values plotted: points above it
+    (usually an epoch-1 validation loss) are drawn as triangles on the top edge, labelled with
+    their value. Epoch ticks are whole numbers.
     """
     ax = _axes(ax)
     scale = 100 if metric == "acc" else 1
@@ -94,14 +110,15 @@ def plot_learning_curves(runs: dict, metric: str = "loss", ax=None, title: str |
         top = robust_upper_limit([v for _, values, _ in plotted for v in values])
         clipped = [(e, v, c) for epochs, values, c in plotted for e, v in zip(epochs, values) if v > top]
         if clipped:
-            low = min(0.0, min(v for _, values, _ in plotted for v in values))
-            ylim_top = top * 1.08 if top > 0 else top + 1
+            low = min(0.0, min(v for _, values, _ in plotted for v in values if np.isfinite(v)))
+            ylim_top = top * 1.12 if top > 0 else top + 1
             ax.set_ylim(low, ylim_top)
             for e, v, c in clipped:
                 ax.plot([e], [ylim_top], "^", color=c, markersize=7, clip_on=False)
-                ax.annotate(f"{v:.3g}", (e, ylim_top), textcoords="offset points", xytext=(4, -10), fontsize=7, color=c)
-            ax.text(0.99, 0.98, f"{len(clipped)} point(s) above the axis (triangles)", transform=ax.transAxes,
-                    ha="right", va="top", fontsize=7, alpha=0.8)
+                ax.annotate(f"{v:.3g}", (e, ylim_top), textcoords="offset points", xytext=(6, -10), fontsize=7, color=c)
+            ax.text(0.99, 0.98, f"{len(clipped)} point(s) above the axis: triangles, with their value",
+                    transform=ax.transAxes, ha="right", va="top", fontsize=7, alpha=0.8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)" if metric == "acc" else "cross-entropy loss")
     ax.grid(alpha=0.3)

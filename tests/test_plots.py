@@ -45,6 +45,33 @@ def test_accuracy_axes_are_never_clipped():
     plt.close(ax.figure)
 
 
-def test_robust_upper_limit_is_tukeys_fence_capped_at_the_maximum():
+def test_robust_upper_limit_cuts_only_far_outliers_of_the_issues_cases():
+    # Lesson 05's resume demo: 2 epochs, validation loss 39.6 after epoch 1 (4 points in all).
+    assert robust_upper_limit([2.64, 2.38, 39.6, 3.43]) == 3.43
+    # A long run whose validation loss rises after a spike (lesson 06's overfitting figure).
+    train = [2.2 * 0.89 ** i for i in range(40)]
+    val = [55.0] + [1.82 + 0.027 * i for i in range(39)]
+    assert robust_upper_limit(train + val) == max(val[1:]), "the rise of the validation loss must stay visible"
+    # Several runs, one with a 262.6 spike (lesson 11's ResNet-50).
+    assert robust_upper_limit([2.5, 2.0, 1.8, 1.7, 262.6, 3.0, 2.2, 1.9]) == 3.0
+
+
+def test_robust_upper_limit_keeps_ordinary_curves_whole():
     assert robust_upper_limit([1.0, 1.0, 1.0, 1.0]) == 1.0
-    assert robust_upper_limit([1, 2, 3, 4, 100]) == 4 + 1.5 * (4 - 2)  # quartiles 2 and 4
+    # A steep but ordinary first epoch: 2.3 then about 1.
+    assert robust_upper_limit([2.3, 1.0, 0.9, 0.85, 2.2, 1.1, 1.0, 0.95]) == 2.3
+    # The committed laptop run's 36 values: epoch 1's 1.77 is its largest, not an outlier.
+    laptop = [1.77, 1.26, 1.02, 0.89, 0.81, 0.76, 0.71, 0.67, 0.63, 0.59, 0.56, 0.51, 0.47, 0.42, 0.38, 0.35,
+              0.33, 0.32, 1.64, 1.26, 0.94, 0.93, 0.92, 1.23, 0.79, 0.77, 0.73, 0.72, 0.61, 0.59, 0.54, 0.48,
+              0.47, 0.46, 0.45, 0.44]
+    assert robust_upper_limit(laptop) == 1.77
+    assert robust_upper_limit([40.0, 2.0, 1.9]) == 40.0, "with fewer than 4 values nothing can be called an outlier"
+
+
+def test_epoch_ticks_are_whole_numbers():
+    rows = _rows([2.3, 1.9, 1.7], [2.2, 2.0, 1.8])
+    ax = plot_learning_curves({"run": rows}, "loss")
+    ax.figure.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), f"fractional epoch ticks {ticks}"
+    plt.close(ax.figure)
