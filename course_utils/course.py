@@ -60,6 +60,9 @@ def run_course(profile: str, build_dir: Path, only=(), in_place: bool = False) -
     parameters = {} if in_place else {"profile": profile}
     if in_place:
         os.environ["COURSE_PROFILE"] = profile  # inherited by each kernel
+    # Text progress bars (engine.progress_style): unattended, a tqdm widget shows nothing live and
+    # leaves only its state in the saved notebook's metadata; a text bar stays readable there.
+    os.environ.setdefault("COURSE_PROGRESS", "text")
     notebooks = lesson_notebooks(only)
     rows = []
     for i, path in enumerate(notebooks, start=1):

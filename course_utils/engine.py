@@ -343,12 +343,56 @@ def weights_digest(model: torch.nn.Module) -> str:
 # --------------------------------------------------------------------------- training
 
 
-def _progress(iterable, total: int, description: str, enabled: bool):
-    if not enabled:
+PROGRESS_ENV = "COURSE_PROGRESS"  # "text": plain-text bars even in Jupyter (set by the course runner)
+
+
+def progress_style(progress) -> str | None:
+    """How ``train(progress=...)`` shows its bars: ``None`` (no bar), ``"text"`` or ``"auto"``.
+
+    ``True`` means ``"auto"`` (tqdm's choice: a widget in a live Jupyter, text in a terminal),
+    unless ``$COURSE_PROGRESS`` is ``text``: unattended executions (papermill, the course runner)
+    set it, because nothing shows a widget live there and a saved notebook keeps only the
+    widget's state, not the bar. Text bars stay readable in the saved outputs.
+    """
+    if not progress:
+        return None
+    if progress not in (True, "auto", "text"):
+        raise ValueError(f"progress must be True, False, 'auto' or 'text', got {progress!r}")
+    if progress == "text" or os.environ.get(PROGRESS_ENV, "").lower() == "text":
+        return "text"
+    return "auto"
+
+
+def _progress(iterable, total: int, description: str, enabled):
+    style = progress_style(enabled)
+    if style is None:
         return iterable
+    if style == "text":
+        return _text_bar(iterable, total, description)
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=description, leave=False, dynamic_ncols=True)
+
+
+def _text_bar(iterable, total: int, description: str):
+    """A tqdm bar printed once, as one line on stdout, when its epoch ends.
+
+    A saved notebook keeps every intermediate state of a refreshing text bar (one ``\r`` line
+    each); this one leaves exactly the final state: steps, time, speed, the running loss and
+    accuracy set by ``set_postfix``.
+    """
+    import io
+
+    from tqdm.std import tqdm
+
+    class EpochBar(tqdm):
+        def close(self):
+            if not self.disable:
+                print(str(self), flush=True)
+            super().close()
+
+    return EpochBar(iterable, total=total, desc=description, file=io.StringIO(), ncols=100, ascii=False,
+                    mininterval=float("inf"))
 
 
 def format_epoch(row: dict, epochs: int) -> str:
@@ -382,7 +426,7 @@ def train(
     run_dir=None,
     *,
     resume: bool = True,
-    progress: bool = True,
+    progress: bool | str = True,
     log=print,
     stop_after_epochs: int | None = None,
 ) -> Run:
@@ -393,7 +437,8 @@ def train(
         run_dir: where the run lives; default ``experiments/<model>-<dataset>-seed<seed>``.
         resume: continue a run found in ``run_dir`` (or return it, if finished). With
             ``resume=False`` an existing run there is an error: nothing is overwritten.
-        progress: a tqdm bar per epoch (a widget in Jupyter, text in a terminal).
+        progress: a tqdm bar per epoch: ``True`` (a widget in Jupyter, text in a terminal; text
+            everywhere when ``$COURSE_PROGRESS=text``), ``"text"``, or ``False`` (none).
         log: called with one line per event (device choices, each epoch's metrics).
         stop_after_epochs: stop (without the final evaluation) once this many epochs of the
             run are done, e.g. to show a disconnect and a resume in a lesson.

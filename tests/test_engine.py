@@ -165,6 +165,49 @@ def test_bad_checkpoints_give_a_clear_error(tmp_path, kind):
     assert str(path) in str(err.value) and "\n" not in str(err.value)
 
 
+# --------------------------------------------------------------------------- progress bars
+
+
+def test_unattended_executions_get_text_progress_bars(monkeypatch, capsys):
+    """A tqdm widget in a notebook run by papermill shows nothing live and leaves its state in the
+    saved notebook's metadata; with $COURSE_PROGRESS=text the bar is one text line per epoch."""
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    from course_utils.engine import _progress, progress_style
+
+    monkeypatch.delenv("COURSE_PROGRESS", raising=False)
+    assert progress_style(False) is None and progress_style(True) == "auto" and progress_style("text") == "text"
+    monkeypatch.setenv("COURSE_PROGRESS", "text")
+    assert progress_style(True) == "text", "the runner's COURSE_PROGRESS=text must win over tqdm's choice"
+    assert progress_style(False) is None, "progress=False must stay silent"
+    bar = _progress(range(3), 3, "epoch 1/1", True)
+    assert not isinstance(bar, notebook_tqdm), "a widget bar despite COURSE_PROGRESS=text"
+    capsys.readouterr()
+    for _ in bar:
+        bar.set_postfix(loss="2.000")
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1, f"a text bar must leave one line per epoch in a saved notebook, got {lines}"
+    assert "epoch 1/1" in lines[0] and "3/3" in lines[0] and "100%" in lines[0] and "loss=2.000" in lines[0], lines[0]
+    with pytest.raises(ValueError, match="progress must be"):
+        progress_style("widget")
+
+
+def test_the_course_runner_asks_its_kernels_for_text_bars(tmp_path, monkeypatch):
+    import papermill
+
+    from course_utils import course
+
+    seen = {}
+
+    def fake_execute(source, target, **kwargs):
+        seen["progress"] = os.environ.get("COURSE_PROGRESS")
+
+    monkeypatch.delenv("COURSE_PROGRESS", raising=False)
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    course.run_course("smoke", tmp_path, only=("05",))
+    assert seen["progress"] == "text", "papermill kernels inherit the runner's environment: it must ask for text bars"
+
+
 # --------------------------------------------------------------------------- real runs
 
 
