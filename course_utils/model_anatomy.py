@@ -1,4 +1,6 @@
-"""Looking inside the CIFAR ResNet: the basic block step by step, its diagram, and per-stage activation maps.
+"""Looking inside the CIFAR ResNet: a basic block's diagram and per-stage activation maps.
+
+The block's code itself is written on the page of lesson 03 and checked there against ``models.BasicBlock``.
 """
 
 from __future__ import annotations
@@ -6,43 +8,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from course_utils.models import BasicBlock
-
-
-def residual_branch(block: BasicBlock, x: torch.Tensor) -> torch.Tensor:
-    """F(x) of a ``BasicBlock``: conv1, norm1, ReLU, conv2, norm2 (the block's output is ReLU(F(x) + shortcut(x)))."""
-    return block.norm2(block.conv2(F.relu(block.norm1(block.conv1(x)))))
-
-
-@torch.no_grad()
-def block_walkthrough(block: BasicBlock, x: torch.Tensor) -> list[tuple[str, tuple[int, ...]]]:
-    """The shape after every step of ``BasicBlock.forward`` on ``x``, in order.
-
-    Steps: input, conv1, norm1 + ReLU, conv2, norm2 (the residual branch F(x)), shortcut(x),
-    F(x) + shortcut(x), and the final ReLU. Runs in eval mode, then restores the mode.
-    """
-    was_training = block.training
-    block.eval()
-    try:
-        steps = [("input x", x)]
-        out = block.conv1(x)
-        steps.append(("conv1 (3x3)", out))
-        out = F.relu(block.norm1(out))
-        steps.append(("norm1 + ReLU", out))
-        out = block.conv2(out)
-        steps.append(("conv2 (3x3)", out))
-        residual = block.norm2(out)
-        steps.append(("norm2 = F(x)", residual))
-        skip = block.shortcut(x)
-        steps.append(("shortcut(x)", skip))
-        steps.append(("F(x) + shortcut(x)", residual + skip))
-        steps.append(("ReLU = output", F.relu(residual + skip)))
-    finally:
-        block.train(was_training)
-    return [(name, tuple(t.shape)) for name, t in steps]
 
 
 def _box(ax, x, y, text, color, width=1.7, height=0.42):
@@ -57,6 +25,9 @@ def _arrow(ax, start, end):
 
 def draw_basic_block(block: BasicBlock, ax=None, title: str | None = None):
     """A diagram of ``block`` read from its modules: the residual branch and the shortcut.
+
+    ``block``: a ``models.BasicBlock``, or any module with the same ``conv1``, ``norm1``, ``conv2``
+    and ``shortcut`` attributes (such as the block lesson 03 writes on its page).
 
     The labels (channels, kernel sizes, strides, norm type) come from the block itself, so
     the figure cannot drift from the code. Returns the Axes.
@@ -132,20 +103,40 @@ def stage_activation_maps(model: nn.Module, image: torch.Tensor) -> list[tuple[s
     return maps
 
 
-def plot_stage_maps(rows: dict, image_uint8: np.ndarray):
-    """One row per model (``{label: stage_activation_maps(...)}``), the input image first. Returns the Figure."""
+def plot_stage_maps(rows: dict, image_uint8: np.ndarray, annotate_up_to: int = 4):
+    """One row per model (``{label: stage_activation_maps(...)}``), the input image first. Returns the Figure.
+
+    Each stage (column) has one colour scale, shared by the rows and shown by a colorbar under the column,
+    so the same stage can be compared across models and a 1x1 map shows its value, not a blank square.
+    Maps of at most ``annotate_up_to`` positions also print their values.
+    """
     ncols = 1 + max(len(maps) for maps in rows.values())
-    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.75 * ncols, 2.0 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(1.9 * ncols, 2.0 * len(rows) + 0.9), squeeze=False,
+                             layout="constrained")
+    columns: dict[int, list] = {}
+    for r, maps in enumerate(rows.values()):
+        for c, (_, amap) in enumerate(maps, start=1):
+            columns.setdefault(c, []).append(amap)
+    limits = {c: (min(float(m.min()) for m in ms), max(float(m.max()) for m in ms)) for c, ms in columns.items()}
     for r, (label, maps) in enumerate(rows.items()):
         axes[r, 0].imshow(image_uint8, interpolation="nearest")
         axes[r, 0].set_title("input 32x32", fontsize=8)
         axes[r, 0].set_ylabel(label, fontsize=9)
         for c, (name, amap) in enumerate(maps, start=1):
-            axes[r, c].imshow(amap, cmap="magma", interpolation="nearest")
+            vmin, vmax = limits[c]
+            image = axes[r, c].imshow(amap, cmap="magma", interpolation="nearest", vmin=vmin, vmax=vmax)
             axes[r, c].set_title(f"{name} {amap.shape[0]}x{amap.shape[1]}", fontsize=8)
+            if amap.size <= annotate_up_to:
+                middle = (vmin + vmax) / 2
+                for (i, j), value in np.ndenumerate(amap):
+                    axes[r, c].text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
+                                    color="black" if value > middle else "white")
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle("mean activation over channels after each stage (untrained network, one image)", fontsize=9)
-    fig.tight_layout()
+    for c in columns:
+        bar = fig.colorbar(axes[0, c].images[0], ax=axes[:, c], orientation="horizontal", shrink=0.9, aspect=12)
+        bar.ax.tick_params(labelsize=7)
+    fig.suptitle("mean activation over channels after each stage (untrained network, one image);"
+                 " one colour scale per stage", fontsize=9)
     return fig
