@@ -191,3 +191,24 @@ def test_frequency_groups_accuracy_by_group_and_the_skewed_test_set_illusion():
     assert np.mean(acc) == pytest.approx(2.8 / 6)
     text = format_group_table({"plain": table})
     assert "head" in text and "90.00%" in text and "50-100" in text, text
+
+
+# --------------------------------------------------------------------------- the committed lesson
+
+
+def test_committed_lesson_10_holds_no_synthetic_cifar100_result():
+    """Synthetic data exercises the code in CI only: the committed page must not show it (issue 12 B)."""
+    from pathlib import Path
+
+    import nbformat
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "10_cifar100.ipynb"
+    outputs = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        for output in cell.get("outputs", []):
+            outputs.append(output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+                           + str(output.get("data", {}).get("text/markdown", "")))
+    text = "\n".join(outputs)
+    assert text, "lesson 10 is committed without outputs"
+    for marker in ("SYNTHETIC", FAKE_CIFAR100_NOTE, "synthetic stand-in ("):
+        assert marker not in text, f"lesson 10's committed outputs show synthetic CIFAR-100 data ({marker!r})"
