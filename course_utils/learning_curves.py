@@ -32,21 +32,11 @@ def learning_curve_summary(run: engine.Run) -> dict:
 
 def format_curve_summaries(summaries: dict[str, dict]) -> str:
     """A text table of ``learning_curve_summary`` results, one line per named run."""
-    lines = [f"{'run':<24}{'epochs':>7}{'min val loss (epoch)':>22}{'final val loss':>16}"
+    width = max([len("run")] + [len(name) for name in summaries]) + 2
+    lines = [f"{'run':<{width}}{'epochs':>7}{'min val loss (epoch)':>22}{'final val loss':>16}"
              f"{'final train acc':>17}{'final val acc':>15}"]
     for name, s in summaries.items():
-        lines.append(f"{name:<24}{s['epochs']:>7}{s['min_val_loss']:>14.4f} (ep {s['min_val_loss_epoch']:>2})"
+        lines.append(f"{name:<{width}}{s['epochs']:>7}{s['min_val_loss']:>14.4f} (ep {s['min_val_loss_epoch']:>2})"
                      f"{s['final_val_loss']:>16.4f}{100 * s['final_train_acc_clean']:>16.2f}%"
                      f"{100 * s['final_val_acc']:>14.2f}%")
     return "\n".join(lines)
-
-
-def overfitting_verdict(name: str, summary: dict) -> str:
-    """One line saying what a run's curves show: did validation loss turn up, where did training end."""
-    s = summary
-    if s["min_val_loss_epoch"] < s["epochs"]:
-        val = (f"validation loss was lowest at epoch {s['min_val_loss_epoch']} of {s['epochs']} "
-               f"({s['min_val_loss']:.4f}) and ended {s['val_loss_rise']:+.4f} above that")
-    else:
-        val = f"validation loss was still at its lowest in the last epoch ({s['final_val_loss']:.4f})"
-    return f"{name}: {val}; training accuracy (no augmentation) ended at {100 * s['final_train_acc_clean']:.2f}%"

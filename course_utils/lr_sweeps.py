@@ -1,5 +1,6 @@
-"""Learning-rate sweeps: a grid of short runs through ``engine.train`` (one run directory each, so a
-second call returns the finished grid without training; divergences recorded), and the LR range test.
+"""Learning-rate sweeps: a grid of short runs through ``engine.train`` (one run directory per learning
+rate, warmup setting and seed, so a second call returns the finished grid without training; divergences
+recorded), the grid grouped into points with their spread over seeds, and the LR range test.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Callable, Sequence
 
+import matplotlib.ticker
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -24,25 +26,27 @@ from course_utils.repro import (
 )
 
 
-def lr_run_name(lr: float, warmup: bool) -> str:
-    """The run directory name of one grid point, e.g. ``lr0.1-warmup`` or ``lr3-nowarmup``."""
-    return f"lr{lr:g}-{'warmup' if warmup else 'nowarmup'}"
+def lr_run_name(lr: float, warmup: bool, seed: int = 0) -> str:
+    """The run directory name of one grid run, e.g. ``lr0.1-warmup-seed0`` or ``lr3-nowarmup-seed1``."""
+    return f"lr{lr:g}-{'warmup' if warmup else 'nowarmup'}-seed{seed}"
 
 
-def grid_config(base_config: TrainConfig, lr: float, warmup: bool) -> TrainConfig:
+def grid_config(base_config: TrainConfig, lr: float, warmup: bool, seed: int | None = None) -> TrainConfig:
     """``base_config`` at peak learning rate ``lr``, with its warmup (``warmup=True``) or none.
 
+    ``seed`` (default: the base config's) sets the initial weights and the batch order.
     ``keep_best`` is switched off: the grid reads validation accuracy from ``metrics.csv``, so
     best weights would only cost a second final evaluation. ``eta_min`` is capped at ``lr``.
     """
     if warmup and base_config.warmup_epochs == 0:
         raise ValueError("warmup=True needs base_config.warmup_epochs >= 1 (it sets the warmup length)")
     return base_config.replace(lr=float(lr), warmup_epochs=base_config.warmup_epochs if warmup else 0,
-                               eta_min=min(base_config.eta_min, float(lr)), keep_best=False)
+                               eta_min=min(base_config.eta_min, float(lr)), keep_best=False,
+                               seed=base_config.seed if seed is None else int(seed))
 
 
 def grid_row(run: engine.Run, lr: float, warmup: bool) -> dict:
-    """One grid point as a table row (accuracies are fractions; NaN where the run has none).
+    """One grid run as a table row (accuracies are fractions; NaN where the run has none).
 
     ``val_acc`` is the last epoch's validation accuracy, ``best_val_acc`` the best over epochs
     (both from ``metrics.csv``); a diverged run has neither, and says where it stopped.
@@ -53,6 +57,7 @@ def grid_row(run: engine.Run, lr: float, warmup: bool) -> dict:
     return {
         "lr": float(lr),
         "warmup": bool(warmup),
+        "seed": run.config.seed,
         "warmup_epochs": run.config.warmup_epochs,
         "status": status,
         "val_acc": float("nan") if diverged or not val_accs else float(val_accs[-1]),
@@ -65,98 +70,135 @@ def grid_row(run: engine.Run, lr: float, warmup: bool) -> dict:
 
 
 def lr_grid_runs(base_config: TrainConfig, lrs: Sequence[float], warmup: bool, root_dir, *,
-                 log: Callable[[str], None] = print, verbose: bool = False, progress: bool = False) -> list[dict]:
-    """Train (or load) one run per learning rate in ``root_dir/lr_run_name(lr, warmup)``.
+                 seeds: Sequence[int] | None = None, log: Callable[[str], None] = print, verbose: bool = False,
+                 progress: bool = False) -> list[dict]:
+    """Train (or load) one run per learning rate and seed in ``root_dir/lr_run_name(lr, warmup, seed)``.
 
-    A run whose loss becomes non-finite is stopped by the engine (``TrainingDiverged``) and kept
-    as a ``diverged`` row; calling again returns the stored grid without training. ``log`` gets
-    one line per run (the engine's own message for a divergence); ``verbose`` also passes the
-    engine's per-epoch lines. Returns ``grid_row`` dicts in the order of ``lrs``.
+    ``seeds`` default to ``[base_config.seed]``. A run whose loss becomes non-finite is stopped
+    by the engine (``TrainingDiverged``) and kept as a ``diverged`` row; calling again returns
+    the stored grid without training. ``log`` gets one line per run (the engine's own message
+    for a divergence); ``verbose`` also passes the engine's per-epoch lines. Returns
+    ``grid_row`` dicts, learning rates in the order of ``lrs``, seeds in the order of ``seeds``.
     """
+    seeds = [base_config.seed] if seeds is None else [int(s) for s in seeds]
     rows = []
     engine_log = log if verbose else (lambda *args, **kwargs: None)
     for lr in lrs:
-        config = grid_config(base_config, lr, warmup)
-        run_dir = Path(root_dir) / lr_run_name(lr, warmup)
-        try:
-            run = engine.train(config, run_dir, progress=progress, log=engine_log)
-        except engine.TrainingDiverged:
-            run = engine.load_run(run_dir)
-        row = grid_row(run, lr, warmup)
-        rows.append(row)
-        label = f"lr {lr:<8g} {'warmup ' + str(config.warmup_epochs) + ' ep' if warmup else 'no warmup':<12}"
-        if row["status"] == "diverged":
-            log(f"{label} diverged: {row['message']}")
-        else:
-            log(f"{label} {row['status']}: val acc {100 * row['val_acc']:.2f}% "
-                f"(best epoch {100 * row['best_val_acc']:.2f}%)")
+        for seed in seeds:
+            config = grid_config(base_config, lr, warmup, seed)
+            run_dir = Path(root_dir) / lr_run_name(lr, warmup, seed)
+            try:
+                run = engine.train(config, run_dir, progress=progress, log=engine_log)
+            except engine.TrainingDiverged:
+                run = engine.load_run(run_dir)
+            row = grid_row(run, lr, warmup)
+            rows.append(row)
+            label = (f"lr {lr:<8g} {'warmup ' + str(config.warmup_epochs) + ' ep' if warmup else 'no warmup':<12}"
+                     f"seed {seed:<3}")
+            if row["status"] == "diverged":
+                log(f"{label} diverged: {row['message']}")
+            else:
+                log(f"{label} {row['status']}: val acc {100 * row['val_acc']:.2f}% "
+                    f"(best epoch {100 * row['best_val_acc']:.2f}%)")
     return rows
 
 
 def format_lr_grid(rows: Sequence[dict]) -> str:
     """The grid as a text table, one line per run (validation accuracy in %)."""
-    lines = [f"{'lr':>8}  {'warmup':<9}{'status':<10}{'val acc (last)':>15}{'best epoch':>12}"]
+    lines = [f"{'lr':>8}  {'warmup':<9}{'seed':>5}  {'status':<10}{'val acc (last)':>15}{'best epoch':>12}"]
     for r in rows:
         warm = f"{r['warmup_epochs']} ep" if r["warmup"] else "none"
         if r["status"] == "diverged":
             tail = f"{'-':>15}{'-':>12}   non-finite loss in epoch {r['diverged_epoch']}"
         else:
             tail = f"{100 * r['val_acc']:>14.2f}%{100 * r['best_val_acc']:>11.2f}%"
-        lines.append(f"{r['lr']:>8g}  {warm:<9}{r['status']:<10}{tail}")
+        lines.append(f"{r['lr']:>8g}  {warm:<9}{r['seed']:>5}  {r['status']:<10}{tail}")
     return "\n".join(lines)
 
 
-def best_grid_point(rows: Sequence[dict], warmup: bool, metric: str = "val_acc") -> dict | None:
-    """The finished row of one warmup setting with the highest ``metric`` (chosen on validation)."""
-    finished = [r for r in rows if r["warmup"] == warmup and r["status"] == "finished"]
-    return max(finished, key=lambda r: r[metric]) if finished else None
+def lr_grid_points(rows: Sequence[dict], metric: str = "val_acc") -> list[dict]:
+    """The grid's runs grouped by (warmup, lr): one dict per grid point, warmup first, lr rising.
+
+    Each point: ``lr``, ``warmup``, ``warmup_epochs``, ``seeds`` and ``values`` (``metric`` of
+    the finished runs, fractions), ``n`` (finished runs), ``n_diverged``, ``mean`` (NaN if none
+    finished) and ``sd`` (the sample standard deviation over seeds, ``ddof=1``; NaN if n < 2).
+    """
+    points: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["warmup"], r["lr"])
+        p = points.setdefault(key, {"lr": r["lr"], "warmup": r["warmup"], "warmup_epochs": r["warmup_epochs"],
+                                    "seeds": [], "values": [], "n_diverged": 0})
+        if r["status"] == "finished":
+            p["seeds"].append(r["seed"])
+            p["values"].append(float(r[metric]))
+        elif r["status"] == "diverged":
+            p["n_diverged"] += 1
+    out = []
+    for key in sorted(points, key=lambda k: (not k[0], k[1])):
+        p = points[key]
+        values = np.asarray(p["values"], dtype=float)
+        p["n"] = len(values)
+        p["mean"] = float(values.mean()) if len(values) else float("nan")
+        p["sd"] = float(values.std(ddof=1)) if len(values) >= 2 else float("nan")
+        out.append(p)
+    return out
 
 
-def lr_grid_summary(rows: Sequence[dict], num_classes: int) -> str:
-    """What the grid shows, per warmup setting: the best lr (by validation), which lrs diverged,
-    and which finished but stayed below twice chance accuracy (a quiet failure)."""
-    lines = []
-    for warmup in (True, False):
-        part = [r for r in rows if r["warmup"] == warmup]
-        if not part:
-            continue
-        best = best_grid_point(rows, warmup)
-        diverged = [f"{r['lr']:g}" for r in part if r["status"] == "diverged"]
-        weak = [f"{r['lr']:g}" for r in part if r["status"] == "finished" and r["val_acc"] < 2 / num_classes]
-        name = f"with warmup ({part[0]['warmup_epochs']} epoch(s))" if warmup else "without warmup"
-        best_text = (f"best validation accuracy {100 * best['val_acc']:.2f}% at lr {best['lr']:g}" if best
-                     else "no run finished")
-        lines.append(f"{name}: {best_text}; diverged at lr: {', '.join(diverged) or 'none'}; "
-                     f"finished below {200 / num_classes:.0f}% (twice chance) at lr: {', '.join(weak) or 'none'}")
-    return "\n".join(lines)
+def plot_lr_grid(points: Sequence[dict], chance: float | None = None, ax=None, ylabel: str = "validation accuracy (%)"):
+    """Mean accuracy (%) per grid point against peak learning rate (log x), one line per warmup setting.
 
-
-def plot_lr_grid(rows: Sequence[dict], metric: str = "val_acc", chance: float | None = None, ax=None):
-    """Validation accuracy (%) against peak learning rate (log x), one line per warmup setting.
-
-    Diverged runs are drawn as red crosses on the bottom edge. ``chance``: accuracy (fraction)
-    of guessing, drawn dotted. Returns the Axes; never shows.
+    ``points``: ``lr_grid_points`` dicts; if they carry ``se`` (a fraction) it is drawn as an error
+    bar, and every seed's value is a small dot. The x-axis spans the learning rates where some run
+    finished; a diverged learning rate more than a decade beyond them sits in one off-scale slot
+    at the right (its tick says so). Diverged runs are crosses on the bottom edge in the colour of
+    their setting, side by side. ``chance``: accuracy (fraction) of guessing, dotted. Returns the Axes.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4), layout="constrained")
+        _, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    finished_lrs = sorted({p["lr"] for p in points if p["n"] > 0})
+    if not finished_lrs:
+        finished_lrs = sorted({p["lr"] for p in points})
+    low, high = finished_lrs[0], finished_lrs[-1]
+    slot = high * 10 ** 0.75  # where off-scale divergences are drawn
+    off_scale = sorted({p["lr"] for p in points if p["n_diverged"] and p["lr"] > high * 10})
+
+    def x_of(lr):
+        return slot if lr > high * 10 else lr
+
     for i, warmup in enumerate((True, False)):
-        part = sorted((r for r in rows if r["warmup"] == warmup), key=lambda r: r["lr"])
+        part = [p for p in points if p["warmup"] == warmup]
         if not part:
             continue
-        finished = [r for r in part if r["status"] == "finished"]
+        color = f"C{i}"
         label = f"warmup {part[0]['warmup_epochs']} epoch(s)" if warmup else "no warmup"
-        ax.plot([r["lr"] for r in finished], [100 * r[metric] for r in finished], "o-", color=f"C{i}", label=label)
-        diverged = [r["lr"] for r in part if r["status"] == "diverged"]
+        done = [p for p in part if p["n"] > 0]
+        se = [100 * p.get("se", float("nan")) for p in done]
+        ax.errorbar([p["lr"] for p in done], [100 * p["mean"] for p in done],
+                    yerr=None if all(np.isnan(se)) else np.nan_to_num(se), fmt="o-", color=color, capsize=3,
+                    label=f"{label}: mean" + (" ± SE" if not all(np.isnan(se)) else ""))
+        for p in done:
+            ax.plot([p["lr"]] * p["n"], [100 * v for v in p["values"]], ".", color=color, alpha=0.45, markersize=5)
+        diverged = [p for p in part if p["n_diverged"]]
         if diverged:
-            ax.plot(diverged, [0] * len(diverged), "x", color="tab:red", markersize=11 - 3 * i, mew=2.5 - i,
-                    clip_on=False, zorder=5, label=f"diverged ({label})")
+            shift = 10 ** (0.05 * (1 if i else -1))  # side by side: warmup left, no warmup right
+            ax.plot([x_of(p["lr"]) * shift for p in diverged], [0] * len(diverged), "X", color=color,
+                    markeredgecolor="black", markersize=10, clip_on=False, zorder=5, label=f"diverged ({label})")
     if chance is not None:
         ax.axhline(100 * chance, color="gray", linestyle=":", label="chance")
     ax.set_xscale("log")
+    right = slot * 10 ** 0.3 if off_scale else high * 10 ** 0.3
+    ax.set_xlim(low / 10 ** 0.3, right)
+    ticks = finished_lrs + ([slot] if off_scale else [])
+    labels = [f"{lr:g}" for lr in finished_lrs] + (["/".join(f"{lr:g}" for lr in off_scale) + "\n(off scale)"]
+                                                 if off_scale else [])
+    ax.set_xticks(ticks, labels)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    if off_scale:
+        ax.axvline(high * 10 ** 0.4, color="gray", linewidth=0.8, linestyle=(0, (2, 2)))
     ax.set_ylim(0, None)
     ax.set_xlabel("peak learning rate")
-    ax.set_ylabel("validation accuracy (%)" + (" (best epoch)" if metric == "best_val_acc" else ""))
-    ax.grid(alpha=0.3, which="both")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return ax
 

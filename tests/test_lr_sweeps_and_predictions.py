@@ -12,7 +12,10 @@ from course_utils.data import stratified_subset
 from course_utils.engine import REPO_ROOT, load_run
 from course_utils.calibration import calibration_comparison, format_calibration_table  # noqa: E402
 from course_utils.predictions import classifier_of_run, predictions_of_run  # noqa: E402
-from course_utils.lr_sweeps import format_lr_grid, grid_config, lr_grid_runs, lr_range_test, lr_run_name  # noqa: E402
+from course_utils.engine import Run  # noqa: E402
+from course_utils.learning_curves import learning_curve_summary  # noqa: E402
+from course_utils.lr_sweeps import (format_lr_grid, grid_config, lr_grid_points, lr_grid_runs, lr_range_test,  # noqa: E402
+                                    lr_run_name, plot_lr_grid)
 
 SMOKE = REPO_ROOT / "configs" / "smoke.yaml"
 # Seconds on 2 CPU cores: 200 training images, 100 validation images, a width-8 ResNet-18.
@@ -55,6 +58,54 @@ def test_lr_grid_returns_stored_runs_without_training_again(grid):
     same_messages = [r["message"] for r in again] == [r["message"] for r in rows]
     assert format_lr_grid(again) == format_lr_grid(rows) and same_messages, "a second call should read the grid from disk"
     assert checkpoint.stat().st_mtime_ns == before, "a finished run was trained again"
+
+
+def test_lr_grid_runs_one_run_directory_per_seed(grid):
+    root, rows, _ = grid
+    assert [r["seed"] for r in rows] == [0, 0] and rows[0]["run_dir"].endswith("lr0.05-nowarmup-seed0")
+    (other,) = lr_grid_runs(load_config(SMOKE, TINY), [SANE_LR], warmup=False, root_dir=root, seeds=[1], log=quiet)
+    assert other["seed"] == 1 and other["run_dir"].endswith(lr_run_name(SANE_LR, False, 1)), other
+    assert load_run(other["run_dir"]).config.seed == 1, "the run must be trained with its own seed"
+    assert other["run_dir"] != rows[0]["run_dir"], "two seeds must not share a run directory"
+
+
+def _row(lr, warmup, seed, acc=None):
+    finished = acc is not None
+    return {"lr": lr, "warmup": warmup, "seed": seed, "warmup_epochs": 1 if warmup else 0,
+            "status": "finished" if finished else "diverged", "val_acc": acc if finished else float("nan")}
+
+
+def test_lr_grid_points_group_seeds_with_mean_and_sample_sd():
+    rows = [_row(0.1, False, 0, 0.30), _row(0.1, True, 0, 0.30), _row(0.1, True, 1, 0.34), _row(0.1, True, 2, 0.32),
+            _row(0.01, True, 0, 0.25), _row(1e4, True, 0)]
+    points = lr_grid_points(rows)
+    assert [(p["warmup"], p["lr"]) for p in points] == [(True, 0.01), (True, 0.1), (True, 1e4), (False, 0.1)]
+    p = points[1]
+    assert p["n"] == 3 and p["seeds"] == [0, 1, 2] and p["mean"] == pytest.approx(0.32)
+    assert p["sd"] == pytest.approx(0.02), "the sample standard deviation (ddof=1) of 30, 34, 32 is 2 points"
+    assert math.isnan(points[0]["sd"]), "one seed has no spread"
+    assert points[2]["n"] == 0 and points[2]["n_diverged"] == 1 and math.isnan(points[2]["mean"])
+
+
+def test_lr_grid_plot_stays_on_the_grid_and_separates_the_diverged_runs():
+    rows = [_row(lr, w, 0, 0.3) for w in (True, False) for lr in (0.01, 0.1, 1.0)] + [_row(1e4, True, 0),
+                                                                                   _row(1e4, False, 0)]
+    ax = plot_lr_grid(lr_grid_points(rows), chance=0.1)
+    assert ax.get_xlim()[1] < 1e3, f"the x-axis runs to {ax.get_xlim()[1]:g}: an off-scale lr must not stretch it"
+    crosses = [line for line in ax.lines if line.get_marker() == "X"]
+    assert len(crosses) == 2, "one diverged marker per warmup setting"
+    (xa,), (xb,) = (line.get_xdata() for line in crosses)
+    assert xa != xb and crosses[0].get_color() != crosses[1].get_color(), "the two diverged markers overlap"
+    assert any("off scale" in t.get_text() for t in ax.get_xticklabels()), "the off-scale slot must say so"
+
+
+def test_learning_curve_summary_finds_the_minimum_and_the_rise():
+    metrics = [{"epoch": e, "val_loss": v, "train_acc": 0.5, "val_acc": 0.3} for e, v in
+               enumerate([40.0, 1.9, 1.8, 2.2, 2.9], start=1)]
+    run = Run(None, None, metrics, {"status": "finished", "last": {"train": {"accuracy": 1.0}}})
+    s = learning_curve_summary(run)
+    assert s["min_val_loss_epoch"] == 3 and s["min_val_loss"] == 1.8 and s["final_val_loss"] == 2.9
+    assert s["val_loss_rise"] == pytest.approx(1.1) and s["final_train_acc_clean"] == 1.0
 
 
 def test_grid_config_sets_warmup_and_refuses_warmup_without_a_length():
