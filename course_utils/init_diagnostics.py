@@ -1,5 +1,6 @@
 """How an initialization behaves: fan-in/fan-out per layer, the predicted gain of a scheme,
-activation and gradient scale through depth, and the first SGD steps of each scheme.
+activation and gradient scale through depth, and what each scheme does to training (several
+seeds per scheme, so that a difference can be set against its noise).
 """
 
 from __future__ import annotations
@@ -182,42 +183,79 @@ def sgd_losses(model: nn.Module, batches, lr: float = 0.01, momentum: float = 0.
     return losses
 
 
-def first_steps(schemes, batches, depth: int = 20, width: int = 32, norm: str | None = None, lr: float = 0.01,
-                seed: int = 0, device="cpu") -> dict[str, list[float]]:
-    """``sgd_losses`` of a freshly initialized ``plain_net`` per scheme, all built from the same seed."""
-    batches = [(x.to(device), y.to(device)) for x, y in batches]
-    curves = {}
-    for scheme in schemes:
-        torch.manual_seed(seed)
-        net = init_weights(plain_net(depth, width, norm), scheme).to(device)
-        curves[scheme] = sgd_losses(net, batches, lr)
-    return curves
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Fraction of ``images`` ``(N, 3, H, W)`` whose argmax logit is ``labels`` ``(N,)``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in zip(images.split(batch_size), labels.split(batch_size)))
+    model.train(was_training)
+    return correct / len(labels)
 
 
-def plot_first_steps(curves: dict, ax=None, title: str | None = None, log: bool = True,
-                     chance: float | None = math.log(10)):
-    """Training loss per SGD step, one line per scheme; the step where a loss went inf/NaN is named.
+def train_each_scheme(make_net, schemes, seeds, batches_for_seed, val_images: torch.Tensor, val_labels: torch.Tensor,
+                      lr: float = 0.01, momentum: float = 0.9, device="cpu") -> dict[str, list[dict]]:
+    """Train ``make_net()`` from every scheme and seed with plain SGD; one step per batch.
 
-    ``log=False`` gives a linear axis, for a close look at the schemes that did not blow up.
+    For each seed (outer loop), ``batches_for_seed(seed)`` gives the list of ``(x, y)`` batches,
+    and every scheme trains on those same batches from a net built after
+    ``torch.manual_seed(seed)``: within a seed the schemes differ only in their initialization,
+    so per-seed differences between schemes are paired. Returns ``results[scheme]``, a list
+    with one dict per seed: ``seed``, ``losses`` (``sgd_losses``: the training loss of each
+    step, NaN from a divergence on) and ``val_accuracy`` on ``(val_images, val_labels)`` after
+    the last step (NaN if the run diverged).
+    """
+    results: dict[str, list[dict]] = {scheme: [] for scheme in schemes}
+    val_images, val_labels = val_images.to(device), val_labels.to(device)
+    for seed in seeds:
+        batches = [(x.to(device), y.to(device)) for x, y in batches_for_seed(seed)]
+        for scheme in schemes:
+            torch.manual_seed(seed)
+            net = init_weights(make_net(), scheme).to(device)
+            losses = sgd_losses(net, batches, lr, momentum)
+            diverged = not math.isfinite(losses[-1])
+            results[scheme].append({"seed": seed, "losses": losses,
+                                    "val_accuracy": float("nan") if diverged else accuracy(net, val_images, val_labels)})
+    return results
+
+
+def running_mean(values, window: int) -> np.ndarray:
+    """Mean of each ``window`` consecutive values (``len(values) - window + 1`` of them)."""
+    values = np.asarray(values, dtype=float)
+    window = max(1, min(window, len(values)))
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def plot_training_curves(results: dict, ax=None, title: str | None = None, window: int = 20,
+                         chance: float | None = math.log(10)):
+    """Training loss against SGD step, one line per (scheme, seed), smoothed over ``window`` steps.
+
+    The seeds of a scheme share its colour, so their spread shows the noise. A run that went
+    inf/NaN is not drawn; the legend says at which step it diverged.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(5, 3.5))
-    for i, (scheme, losses) in enumerate(curves.items()):
-        values = np.asarray(losses, dtype=float)
-        steps = np.arange(1, len(values) + 1)
-        finite = np.isfinite(values)
-        label = scheme
-        if not finite.all():
-            label += f" (inf/nan from step {int(np.flatnonzero(~finite)[0]) + 1})"
-        ax.plot(steps[finite], values[finite], "o-", ms=3, color=SCHEME_COLORS.get(scheme, f"C{i}"), label=label)
+        _, ax = plt.subplots(figsize=(6, 4))
+    for i, (scheme, runs) in enumerate(results.items()):
+        color = SCHEME_COLORS.get(scheme, f"C{i}")
+        diverged = [int(np.flatnonzero(~np.isfinite(r["losses"]))[0]) + 1 for r in runs if not np.isfinite(r["losses"]).all()]
+        label = f"{scheme} ({len(runs)} seeds)"
+        if diverged:
+            label += f", {len(diverged)} inf/nan from step {min(diverged)}"
+        drawn = False
+        for run in runs:
+            if not np.isfinite(run["losses"]).all():
+                continue
+            smooth = running_mean(run["losses"], window)
+            steps = np.arange(len(smooth)) + min(window, len(run["losses"]))
+            ax.plot(steps, smooth, color=color, lw=1.2, alpha=0.8, label=None if drawn else label)
+            drawn = True
+        if not drawn:
+            ax.plot([], [], color=color, label=label)
     if chance is not None:
         ax.axhline(chance, color="0.5", ls=":", lw=1, label="ln(10): uniform guess")
-    if log:
-        ax.set_yscale("log")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("SGD step")
-    ax.set_ylabel("training loss" + (" (log scale)" if log else ""))
-    ax.grid(alpha=0.3, which="both")
+    ax.set_ylabel(f"training loss (mean of the last {window} steps)")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     if title:
         ax.set_title(title, fontsize=10)

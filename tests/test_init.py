@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 
@@ -9,8 +10,16 @@ import pytest
 import torch
 from torch import nn
 
+from course_utils import init_diagnostics
 from course_utils.data import PUBLISHED_CIFAR10_MEAN, PUBLISHED_CIFAR10_STD
-from course_utils.init import INIT_SCHEMES, as_columns, init_weights, layer_statistics, plain_net
+from course_utils.init import (
+    INIT_SCHEMES,
+    as_columns,
+    init_weights,
+    layer_statistics,
+    plain_mlp,
+    plain_net,
+)
 from course_utils.models import create_model
 
 DEPTH = 20
@@ -148,3 +157,86 @@ def test_layer_statistics_leaves_the_model_as_it_was(batch):
     assert all(p.grad is None for p in net.parameters()), "gradients left in .grad"
     assert all(not m._forward_hooks for m in net.modules()), "forward hooks left attached"
     assert not net.training, "eval mode not restored"
+
+
+# --------------------------------------------------------------------------- lesson 04's hand-written init
+
+
+@torch.no_grad()
+def _kaiming_by_hand(model: nn.Module) -> nn.Module:
+    """Lesson 04's ``kaiming_init``: one ``normal_`` draw per Conv2d/Linear weight, in ``model.modules()`` order."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            module.weight.normal_(0, math.sqrt(2 / module.weight[0].numel()))
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)):
+            module.weight.fill_(1)
+            module.bias.zero_()
+    return model
+
+
+@pytest.mark.parametrize("make_model", [lambda: create_model("resnet18", width=8), lambda: plain_net(4, 8),
+                                        lambda: plain_mlp(4, 16, norm="batch")], ids=["resnet18", "plain_net", "plain_mlp"])
+def test_kaiming_scheme_draws_exactly_what_the_lesson_writes_by_hand(make_model):
+    """Lesson 04 asserts this bitwise; a change of draw order or std formula in init_weights must show here first."""
+    torch.manual_seed(0)
+    by_hand = make_model()
+    by_package = copy.deepcopy(by_hand)
+    torch.manual_seed(1)
+    _kaiming_by_hand(by_hand)
+    torch.manual_seed(1)
+    init_weights(by_package, "kaiming")
+    theirs = by_package.state_dict()
+    differ = [k for k, v in by_hand.state_dict().items() if not torch.equal(v, theirs[k])]
+    assert not differ, f"init_weights(model, 'kaiming') no longer matches the lesson's loop: {differ[:3]}"
+
+
+def test_plain_mlp_layers_and_shapes():
+    net = plain_mlp(depth=3, width=16)
+    assert [n for n, m in net.named_modules() if isinstance(m, nn.Linear)] == ["linear1", "linear2", "linear3", "fc"]
+    assert net.linear1.in_features == 3 * 32 * 32 and net.linear1.bias is not None
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    normed = plain_mlp(depth=3, width=16, norm="batch")
+    assert sum(isinstance(m, nn.BatchNorm1d) for m in normed.modules()) == 3
+    assert normed.linear1.bias is None, "a bias before BatchNorm is redundant"
+    with pytest.raises(ValueError, match="None or 'batch'"):
+        plain_mlp(norm="group")
+
+
+def test_train_each_scheme_pairs_schemes_on_the_same_batches_and_reports_divergence():
+    torch.manual_seed(0)
+    data_seeds = []
+
+    def batches_for_seed(seed):
+        data_seeds.append(seed)
+        g = torch.Generator().manual_seed(seed)
+        return [(torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g)) for _ in range(5)]
+
+    val_x, val_y = torch.randn(40, 3, 32, 32), torch.randint(0, 10, (40,))
+    make = lambda: plain_mlp(20, 128)  # large: gain 0.2 * sqrt(128 / 2) = 1.6 per layer
+    results = init_diagnostics.train_each_scheme(make, ["kaiming", "large"], [0, 1], batches_for_seed, val_x, val_y)
+    assert data_seeds == [0, 1], "one draw of batches per seed, shared by the schemes"
+    assert [r["seed"] for r in results["kaiming"]] == [0, 1]
+    for run in results["kaiming"]:
+        assert len(run["losses"]) == 5 and all(math.isfinite(v) for v in run["losses"]), run["losses"]
+        assert 0 <= run["val_accuracy"] <= 1
+    for run in results["large"]:
+        assert not math.isfinite(run["losses"][-1]) and math.isnan(run["val_accuracy"]), "large should diverge"
+    # The same seed gives the same run: nothing else is random.
+    again = init_diagnostics.train_each_scheme(make, ["kaiming"], [1], batches_for_seed, val_x, val_y)
+    assert again["kaiming"][0]["losses"] == results["kaiming"][1]["losses"]
+
+
+def test_accuracy_counts_argmax_hits_and_restores_the_mode():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(2, 2, bias=False), nn.Dropout(0.5)).train()
+    with torch.no_grad():
+        net[1].weight.copy_(torch.eye(2))
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 1.0], [0.0, 3.0]])
+    assert init_diagnostics.accuracy(net, x, torch.tensor([0, 1, 1, 1]), batch_size=3) == 0.75
+    assert net.training, "train mode not restored"
+
+
+def test_running_mean():
+    assert init_diagnostics.running_mean([1, 2, 3, 4], 2).tolist() == [1.5, 2.5, 3.5]
+    assert init_diagnostics.running_mean([1, 2], 5).tolist() == [1.5], "a window longer than the series is clipped"
