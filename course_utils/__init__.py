@@ -28,6 +28,7 @@ One job per module; notebooks import from here and never reimplement:
 - ``learning_curves`` numbers read off a run's learning curves
 - ``runs``        run directories: their state, compared side by side
 - ``seeds``       repeat a config over seeds, mean ± std
+- ``stats``       a mean and a difference with their standard errors
 - ``imbalance``   accuracy against class frequency on long-tailed data
 - ``plots``, ``tables`` figures and plain-text tables
 - ``profiles``    smoke / laptop / gpu / full notebook profiles; ``timing`` the training-time estimates

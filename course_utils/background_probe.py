@@ -23,6 +23,7 @@ import numpy as np
 from course_utils.calibration import to_numpy
 from course_utils.confusion import per_class_accuracy
 from course_utils.images import uint8_hwc_images
+from course_utils.stats import mean_and_standard_error
 
 REGIONS = ("centre", "corners")
 FILLS = ("blur", "mean", "swap")  # in-distribution fills; "noise" exists for the what-can-go-wrong cell
@@ -110,7 +111,7 @@ def perturb_images(images, region: str, fill: str, labels=None, seed: int | np.r
 def paired_standard_error(correct_a, correct_b) -> float:
     """Standard error of mean(correct_a) - mean(correct_b) on the same n images (paired), as a fraction."""
     d = to_numpy(correct_a) - to_numpy(correct_b)
-    return float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return mean_and_standard_error(d)[1] if len(d) > 1 else float("nan")
 
 
 def background_probe(predict_fn: Callable[[np.ndarray], np.ndarray], images, labels, num_classes: int,

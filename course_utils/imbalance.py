@@ -11,9 +11,9 @@ the engine's loss (``engine.class_weights``). This module measures what they do:
   would report, which hides the tail.
 - ``plot_accuracy_vs_frequency``: per-class accuracy against training images per class.
 - ``plot_class_counts``: training images per class of one or more long-tailed sets (log scale).
-- ``balanced_accuracy``, ``mean_and_standard_error``, ``difference_with_noise``: the numbers
-  a comparison over seeds needs (a difference and its standard error); the verdict is the
-  lesson's to write.
+- ``balanced_accuracy``: the mean of per-class accuracies. A comparison over seeds takes its
+  noise from ``stats.mean_and_standard_error`` and ``stats.difference_with_noise`` (re-exported
+  here for lesson 10).
 
 Conventions: ``train_counts`` is ``(C,)`` training images per class, ``per_class_acc`` is
 ``(C,)`` fractions (NaN for a class absent from the evaluated split).
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+
+from course_utils.stats import difference_with_noise, mean_and_standard_error  # noqa: F401 - lesson 10 imports them from here
 
 GROUPS = ("head", "middle", "tail")
 
@@ -89,31 +91,6 @@ def balanced_accuracy(per_class_acc) -> float:
     the training distribution; on a split that is balanced already it equals plain accuracy.
     """
     return float(np.nanmean(np.asarray(per_class_acc, dtype=np.float64)))
-
-
-def mean_and_standard_error(values) -> tuple[float, float]:
-    """``(mean, standard error of the mean)`` of repeated measurements, e.g. one per seed.
-
-    The standard error is the sample standard deviation (``ddof=1``) over ``sqrt(n)``; NaN for
-    a single value, which has no measured spread.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("mean_and_standard_error needs at least one value")
-    if values.size == 1:
-        return float(values[0]), float("nan")
-    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
-
-
-def difference_with_noise(baseline_values, other_values) -> tuple[float, float]:
-    """``(mean(other) - mean(baseline), its standard error)`` for two independent sets of runs.
-
-    The standard error of the difference is ``sqrt(se_baseline**2 + se_other**2)``: the noise to
-    compare the difference with (a difference below about two of it is not established).
-    """
-    mean_a, se_a = mean_and_standard_error(baseline_values)
-    mean_b, se_b = mean_and_standard_error(other_values)
-    return mean_b - mean_a, float(np.hypot(se_a, se_b))
 
 
 def plot_class_counts(counts_by_label: dict, classes, ax=None):

@@ -124,7 +124,7 @@ def plot_stage_maps(rows: dict, image_uint8: np.ndarray, annotate_up_to: int = 4
         axes[r, 0].set_ylabel(label, fontsize=9)
         for c, (name, amap) in enumerate(maps, start=1):
             vmin, vmax = limits[c]
-            image = axes[r, c].imshow(amap, cmap="magma", interpolation="nearest", vmin=vmin, vmax=vmax)
+            axes[r, c].imshow(amap, cmap="magma", interpolation="nearest", vmin=vmin, vmax=vmax)
             axes[r, c].set_title(f"{name} {amap.shape[0]}x{amap.shape[1]}", fontsize=8)
             if amap.size <= annotate_up_to:
                 middle = (vmin + vmax) / 2

@@ -32,7 +32,16 @@ import numpy as np
 
 from course_utils import data as data_lib
 from course_utils.config import TrainConfig
-from course_utils.engine import Run, TrainingDiverged, build_data, build_model, load_run, load_weights, train
+from course_utils.engine import (
+    Run,
+    TrainingDiverged,
+    build_data,
+    build_model,
+    load_run,
+    load_weights,
+    train,
+)
+from course_utils.stats import mean_and_standard_error
 
 SPLITS = ("train", "val", "test")
 WEIGHTS = ("last", "best")
@@ -111,7 +120,7 @@ def aggregate(runs: list[Run]) -> dict[str, dict]:
         result[key] = {
             "mean": float(values.mean()),
             "std": std,
-            "sem": std / math.sqrt(len(values)),
+            "sem": mean_and_standard_error(values)[1],
             "n": len(values),
             "values": values.tolist(),
             "seeds": seeds,
@@ -148,10 +157,10 @@ def format_aggregate(agg: dict[str, dict]) -> str:
 
 def validation_predictions(run: Run, which: str = "last", device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities ``(N_val, C)`` float64 and labels ``(N_val,)`` of a run on its validation split."""
+    import torch
+
     from course_utils.calibration import softmax
     from course_utils.evaluate import predict
-
-    import torch
 
     model, config = load_weights(run.run_dir, which, device=device)
     bundle = build_data(config.replace(device=str(device)), torch.device(device))
@@ -170,7 +179,10 @@ def compare_runs(runs: dict[str, Run], predictions: dict | None = None) -> list[
     e.g. ``diverged (epoch 2)``: its accuracies are then NaN). With ``predictions[label] =
     (probs, labels)`` (e.g. ``validation_predictions``) also ``val ECE`` and ``val NLL``.
     """
-    from course_utils.calibration import expected_calibration_error, negative_log_likelihood
+    from course_utils.calibration import (
+        expected_calibration_error,
+        negative_log_likelihood,
+    )
     from course_utils.models import count_parameters
 
     rows = []
@@ -240,7 +252,11 @@ def main(argv=None) -> int:
     from course_utils.checkpoint import CheckpointError
     from course_utils.config import ConfigError, load_config
     from course_utils.data import DataError
-    from course_utils.engine import DEFAULT_EXPERIMENTS_DIR, RunDirError, TrainingDiverged
+    from course_utils.engine import (
+        DEFAULT_EXPERIMENTS_DIR,
+        RunDirError,
+        TrainingDiverged,
+    )
 
     parser = argparse.ArgumentParser(description="Train a config over several seeds and print mean ± std.")
     parser.add_argument("--config", required=True, type=Path, help="a YAML file in configs/")
