@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from matplotlib.ticker import MaxNLocator
 from torch import nn
 
+from course_utils.evaluate import predict
 from course_utils.init import (
     LARGE_STD,
     SMALL_STD,
@@ -186,11 +187,8 @@ def sgd_losses(model: nn.Module, batches, lr: float = 0.01, momentum: float = 0.
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Fraction of ``images`` ``(N, 3, H, W)`` whose argmax logit is ``labels`` ``(N,)``, in eval mode."""
-    was_training = model.training
-    model.eval()
-    correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in zip(images.split(batch_size), labels.split(batch_size)))
-    model.train(was_training)
-    return correct / len(labels)
+    logits, labels = predict(model, zip(images.split(batch_size), labels.split(batch_size)))
+    return int((logits.argmax(1) == labels).sum()) / len(labels)
 
 
 def train_each_scheme(make_net, schemes, seeds, batches_for_seed, val_images: torch.Tensor, val_labels: torch.Tensor,
