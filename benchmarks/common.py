@@ -1,11 +1,9 @@
-"""What the benchmarks share: the machine header, the data, the baseline pipeline, timing, output.
+"""What the benchmarks share: the machine header, the data, load checks, output.
 
-Timing (``measure_side_by_side``): every contestant first runs its warmup steps (not timed as
-throughput: first-call costs, worker start-up, ``torch.compile``), then the repeats go round
-robin, one window per contestant per round, so a change in the machine's load hits all
-contestants alike. Each window starts with a few unmeasured "settle" steps so a DataLoader
-whose workers prefetched while the others ran starts the window in its steady state, not
-with a full queue. A contestant's result is the median of its windows' images/s.
+The timing itself (``measure_side_by_side`` and its contestants) and the tutorials' baseline
+pipeline (``torchvision_loader``) live in the package, ``course_utils.side_by_side`` and
+``course_utils.throughput``, because lesson 02 measures with them too; they are imported here so
+that every benchmark finds its tools in one place.
 """
 
 from __future__ import annotations
@@ -13,17 +11,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import statistics
-import time
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from course_utils import data as data_lib
-from course_utils.augment import PILImageDataset
 from course_utils.repro import environment_fingerprint
+from course_utils.side_by_side import (  # noqa: F401  (re-exported for the benchmarks)
+    Contestant,
+    Measurement,
+    endless,
+    measure_side_by_side,
+    round_ratios,
+    spread_text,
+    synchronizer,
+)
+from course_utils.throughput import torchvision_loader  # noqa: F401  (re-exported for the benchmarks)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT_DIR = REPO_ROOT / "build" / "bench"
@@ -85,112 +89,10 @@ def random_split_like_cifar10(n_train: int, n_val: int, seed: int = 0) -> TrainS
                       "random uint8 images of CIFAR-10's shape; speed does not depend on pixel values")
 
 
-# --------------------------------------------------------------------------- the baseline pipeline
-
-
-def torchvision_loader(images, labels, transform, batch_size: int, num_workers: int, *, shuffle: bool,
-                       device: torch.device, seed: int = 0) -> torch.utils.data.DataLoader:
-    """The tutorials' ``DataLoader`` (pinned memory when the batches go to a GPU)."""
-    return torch.utils.data.DataLoader(
-        PILImageDataset(images, labels, transform), batch_size=batch_size, shuffle=shuffle,
-        num_workers=num_workers, pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(seed))
-
-
-def endless(batches: Iterable) -> Iterator:
-    """Batches of epoch after epoch (``set_epoch`` is called where the iterable has one)."""
-    epoch = 0
-    while True:
-        if hasattr(batches, "set_epoch"):
-            batches.set_epoch(epoch)
-        yield from batches
-        epoch += 1
-
-
-# --------------------------------------------------------------------------- timing
-
-
-@dataclasses.dataclass
-class Contestant:
-    """One side of a comparison.
-
-    ``step()`` does one unit of work (a batch, a training step) and returns the images it
-    handled. ``activate()`` sets any global state the contestant needs (e.g. cuDNN flags)
-    before its steps run. ``settle`` unmeasured steps precede every measured window.
-    """
-
-    name: str
-    step: Callable[[], int]
-    settle: int = 1
-    activate: Callable[[], None] = lambda: None
-
-
-@dataclasses.dataclass
-class Measurement:
-    images_per_s: float  # median over the windows
-    windows_images_per_s: list[float]
-    warmup_seconds: float  # wall time of the warmup steps (includes compilation, worker start-up)
-    images_per_window: int
-
-
-def synchronizer(device: torch.device) -> Callable[[], None]:
-    """Wait for queued GPU work, so the clock measures work done, not work launched."""
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
-def measure_side_by_side(contestants: list[Contestant], *, warmup: int, repeats: int, steps: int,
-                         device: torch.device, settle: bool = True, log=print) -> dict[str, Measurement]:
-    """Images/s of each contestant: warmup, then ``repeats`` round-robin windows of ``steps`` steps.
-
-    ``settle=False`` skips the settle steps (for ``--quick`` runs, whose numbers mean nothing).
-    """
-    sync = synchronizer(device)
-    warmup_seconds = {}
-    for c in contestants:
-        c.activate()
-        sync()
-        started = time.perf_counter()
-        for _ in range(warmup):
-            c.step()
-        sync()
-        warmup_seconds[c.name] = time.perf_counter() - started
-        log(f"  warmed up {c.name} ({warmup} steps, {warmup_seconds[c.name]:.1f} s)")
-    windows: dict[str, list[float]] = {c.name: [] for c in contestants}
-    images: dict[str, int] = {}
-    for r in range(repeats):
-        shift = r % len(contestants)  # rotate the order: no contestant always runs first
-        for c in contestants[shift:] + contestants[:shift]:
-            c.activate()
-            for _ in range(c.settle if settle else 0):
-                c.step()
-            sync()
-            started = time.perf_counter()
-            n = sum(c.step() for _ in range(steps))
-            sync()
-            windows[c.name].append(n / (time.perf_counter() - started))
-            images[c.name] = n
-        log(f"  round {r + 1}/{repeats}: " + ", ".join(f"{name} {w[-1]:,.0f}" for name, w in windows.items())
-            + " img/s")
-    return {c.name: Measurement(statistics.median(windows[c.name]), windows[c.name], warmup_seconds[c.name],
-                                images[c.name]) for c in contestants}
-
-
 # --------------------------------------------------------------------------- spread and load
 
 RELIABLE_SPREAD = 1.25  # rounds whose ratios differ by more than this factor: the load changed under us
 RELIABLE_FOREIGN_CPU = 0.10  # other processes' share of the CPU above which timings are unreliable
-
-
-def round_ratios(a: Measurement, b: Measurement) -> list[float]:
-    """``a`` over ``b`` window by window: both windows of a round ran within seconds of each
-    other, so each ratio saw (nearly) the same machine load."""
-    return [x / y for x, y in zip(a.windows_images_per_s, b.windows_images_per_s)]
-
-
-def spread_text(ratios: list[float]) -> str:
-    return f"rounds {min(ratios):.2f}-{max(ratios):.2f}x" if ratios else "no rounds"
 
 
 def _proc_jiffies() -> tuple[int, int] | None:

@@ -16,9 +16,7 @@ import dataclasses
 import torch
 
 from benchmarks.common import (
-    Contestant,
     TrainSplit,
-    endless,
     format_table,
     measure_side_by_side,
     ratio_text,
@@ -26,10 +24,8 @@ from benchmarks.common import (
     spread_text,
     target_line,
     target_verdict,
-    torchvision_loader,
 )
-from course_utils.augment import torchvision_train_transform
-from course_utils.loader import BatchIterator
+from course_utils.throughput import course_name, pipeline_contestants, torchvision_name
 
 NAME = "input_pipeline"
 BATCH_SIZE = 128
@@ -48,40 +44,11 @@ FULL_STEPS = Steps(warmup=5, repeats=9, batches=20)  # 9 paired rounds: a median
 QUICK_STEPS = Steps(warmup=1, repeats=2, batches=2)
 
 
-def course_name(device: torch.device) -> str:
-    return f"course BatchIterator ({device.type})"
-
-
-def torchvision_name(workers: int) -> str:
-    return f"torchvision DataLoader, num_workers={workers}"
-
-
 def run(split: TrainSplit, device: torch.device, quick: bool = False, log=print) -> dict:
     """Measure the three pipelines side by side; return the JSON payload (rows, baseline, target)."""
     steps = QUICK_STEPS if quick else FULL_STEPS
-    course = endless(BatchIterator(split.images, split.labels, BATCH_SIZE, split.mean, split.std,
-                                   train=True, device=device, seed=0))
-
-    def course_step() -> int:
-        x, y = next(course)
-        return len(y)
-
-    def torchvision_step_of(workers: int):
-        batches = endless(torchvision_loader(split.images, split.labels,
-                                             torchvision_train_transform(split.mean, split.std),
-                                             BATCH_SIZE, workers, shuffle=True, device=device))
-
-        def step() -> int:
-            x, y = next(batches)
-            if device.type == "cuda":  # the batch is only ready for training once it is on the GPU
-                x, y = x.to(device), y.to(device)
-            return len(y)
-
-        return step
-
-    # Settle steps: a worker pool fills its queue (2 batches per worker) while others are timed.
-    contestants = [Contestant(course_name(device), course_step, settle=1)] + [
-        Contestant(torchvision_name(w), torchvision_step_of(w), settle=1 + 2 * w) for w in WORKER_SETTINGS]
+    contestants = pipeline_contestants(split.images, split.labels, split.mean, split.std, BATCH_SIZE,
+                                       device=device, workers=WORKER_SETTINGS)
     log(f"input pipeline: {len(split.labels):,} train images, batch {BATCH_SIZE}, "
         f"{steps.repeats} windows of {steps.batches} batches after {steps.warmup} warmup batches")
     measured = measure_side_by_side(contestants, warmup=steps.warmup, repeats=steps.repeats,

@@ -9,6 +9,7 @@ One job per module; notebooks import from here and never reimplement:
 - ``augment_viewer`` random draws of an augmentation, as a grid or a widget
 - ``loader``      in-memory batch iterator (no worker processes), sample normalized batches
 - ``throughput``  images per second of augmentation and of training steps
+- ``side_by_side`` the one timing method: contestants in round-robin windows (lesson 02, ``make bench``)
 - ``models``      ``create_model`` over the CIFAR ResNet family, a CIFAR ViT and the fast net
 - ``model_anatomy`` the basic block step by step, its diagram, per-stage activation maps
 - ``normalization`` BatchNorm/GroupNorm moments and batch dependence

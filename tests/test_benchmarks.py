@@ -215,3 +215,22 @@ def test_time_to_accuracy_trains_both_recipes_and_ratios_only_what_both_reached(
             assert ratio is None and "no ratio" in stdout
         else:
             assert ratio == pytest.approx(base / fast, rel=REL)
+
+
+def test_timed_command_records_the_wall_time_and_exit_code_of_a_command(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-c", "import time, sys; time.sleep(0.3); sys.exit(3)"]
+    result = subprocess.run([sys.executable, "-m", "benchmarks.timed_command", str(run_dir), "--", *command],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, "the command's exit code must pass through"
+    record = json.loads((run_dir / "wall_clock.json").read_text())
+    assert record["exit_code"] == 3 and record["wall_seconds"] >= 0.3, record
+    assert record["command"].endswith("sys.exit(3)'"), record["command"]
+    assert record["other_processes_cpu_share"] is None or 0 <= record["other_processes_cpu_share"] <= 1
+
+
+def test_timed_command_without_a_command_says_how_to_use_it_and_writes_nothing(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.timed_command", str(tmp_path / "run")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "usage:" in result.stderr
+    assert not (tmp_path / "run").exists()

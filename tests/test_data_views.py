@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import augment_viewer, config, dataset_stats, images, repro, tables, throughput
+from course_utils import (
+    augment_viewer,
+    config,
+    dataset_stats,
+    images,
+    repro,
+    tables,
+    throughput,
+)
 from course_utils.augment import normalize
 from course_utils.data import channel_stats
 from course_utils.profiles import PROFILES, profile_config
@@ -99,23 +107,31 @@ def test_augmentation_viewer_redraws_only_when_a_slider_is_released(cifar10):
 def test_augmentation_throughput_names_the_better_torchvision_setting_as_baseline_and_restores_threads(cifar10):
     threads = torch.get_num_threads()
     result = throughput.augmentation_throughput(cifar10.x_train[:256], cifar10.y_train[:256], MEAN, STD,
-                                                batch_size=64, threads=1, workers=(0, 1), rounds=2)
+                                                batch_size=64, threads=1, workers=(0, 1), rounds=2, batches=2, warmup=1)
     assert torch.get_num_threads() == threads, "the thread count must be restored after measuring"
     assert result["images"] == 256 and result["threads"] == 1
-    names = ["batched", throughput.torchvision_name(0), throughput.torchvision_name(1)]
-    assert list(result["rates"]) == names, result["rates"]
+    course = throughput.course_name("cpu")
+    names = [course, throughput.torchvision_name(0), throughput.torchvision_name(1)]
+    assert result["course"] == course and list(result["rates"]) == names, result["rates"]
     assert all(len(result["round_rates"][n]) == 2 and result["rates"][n] > 0 for n in names), result
     torchvision_rates = {n: result["rates"][n] for n in names[1:]}
     assert result["baseline"] == max(torchvision_rates, key=torchvision_rates.get), (
         "the baseline must be the better torchvision setting, as in make bench, never the weaker one")
-    assert result["speedup"] == pytest.approx(result["rates"]["batched"] / max(torchvision_rates.values()))
+    assert result["speedup"] == pytest.approx(result["rates"][course] / max(torchvision_rates.values()))
     assert result["speedup"] <= min(result["speedup_vs"].values()) + 1e-12, "the ratio against the baseline is the smallest"
-    assert len(result["round_speedups"]) == 2 and len(result["load_average"]) == 2
+    assert result["round_speedups"] == pytest.approx(
+        [c / b for c, b in zip(result["round_rates"][course], result["round_rates"][result["baseline"]])])
+    assert len(result["load_average"]) == 2
 
 
-def test_benchmark_and_lesson_name_the_torchvision_pipelines_alike():
+def test_lesson_and_benchmark_time_the_pipelines_with_one_method():
+    """Lesson 02 and make bench must measure alike: the same contestants, the same timing function."""
+    import inspect
+
     from benchmarks import input_pipeline
 
-    for workers in (0, 2):
-        assert throughput.torchvision_name(workers) == input_pipeline.torchvision_name(workers), (
-            "lesson 02 quotes make bench's baseline by name: the two must match")
+    for module in (throughput, input_pipeline):
+        source = inspect.getsource(module)
+        assert "pipeline_contestants(" in source and "measure_side_by_side(" in source, (
+            f"{module.__name__} must time throughput.pipeline_contestants with side_by_side.measure_side_by_side")
+    assert input_pipeline.torchvision_name is throughput.torchvision_name
