@@ -215,6 +215,21 @@ def test_time_to_accuracy_trains_both_recipes_and_ratios_only_what_both_reached(
             assert ratio is None and "no ratio" in stdout
         else:
             assert ratio == pytest.approx(base / fast, rel=REL)
+    match, baseline = payload["match"], payload["history"]["laptop ResNet-18"]
+    assert match["val_acc"] == max(h["val_acc"] for h in baseline)
+    assert "best validation accuracy" in stdout
+
+
+def test_time_to_match_compares_when_each_recipe_first_reaches_the_baselines_best():
+    from benchmarks.time_to_accuracy import time_to_match
+
+    baseline = [{"seconds": 60, "val_acc": 0.70}, {"seconds": 120, "val_acc": 0.84}, {"seconds": 180, "val_acc": 0.83}]
+    faster = [{"seconds": 50, "val_acc": 0.80}, {"seconds": 100, "val_acc": 0.85}]
+    match = time_to_match(baseline, faster)
+    assert match["val_acc"] == 0.84 and match["baseline_minutes"] == 2.0, "the baseline's best, when it first got there"
+    assert match["other_minutes"] == pytest.approx(100 / 60) and match["ratio"] == pytest.approx(1.2)
+    never = time_to_match(baseline, [{"seconds": 10, "val_acc": 0.83}])
+    assert never["other_minutes"] is None and never["ratio"] is None
 
 
 def test_timed_command_records_the_wall_time_and_exit_code_of_a_command(tmp_path):
