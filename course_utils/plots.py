@@ -23,7 +23,10 @@ def show_image_grid(images: np.ndarray, titles=None, ncols: int = 10, scale: flo
     """uint8 ``(N, 32, 32, 3)`` images in a grid, each with an optional title. Returns the Figure."""
     n = len(images)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale * 1.15), squeeze=False)
+    # Each title line beyond the first needs room of its own, or it runs into the image above.
+    title_lines = max((str(t).count("\n") + 1 for t in titles), default=1) if titles is not None else 1
+    row_height = scale * 1.15 + 0.14 * (title_lines - 1)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * row_height), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

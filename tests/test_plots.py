@@ -1,4 +1,4 @@
-"""The shared learning-curve plot: an epoch-1 validation-loss spike must not flatten the curves."""
+"""The shared plots: an epoch-1 validation-loss spike must not flatten the curves; image-grid titles keep their room."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+import pytest  # noqa: E402
+
+from course_utils import plots  # noqa: E402
 from course_utils.plots import plot_learning_curves, robust_upper_limit  # noqa: E402
 
 
@@ -75,3 +78,18 @@ def test_epoch_ticks_are_whole_numbers():
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks), f"fractional epoch ticks {ticks}"
     plt.close(ax.figure)
+
+
+@pytest.mark.parametrize("title_lines", [1, 3])
+def test_image_grid_titles_never_run_into_the_image_above(cifar10, title_lines):
+    titles = ["\n".join(f"line {k}" for k in range(title_lines))] * 12
+    fig = plots.show_image_grid(cifar10.x_test[:12], titles=titles, ncols=6, scale=1.6)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = fig.axes
+    for above, below in zip(axes[:6], axes[6:12]):
+        image_bottom = above.images[0].get_window_extent(renderer).y0
+        title_top = below.title.get_window_extent(renderer).y1
+        assert title_top <= image_bottom + 0.5, (
+            f"a {title_lines}-line title reaches {title_top - image_bottom:.1f} px into the image above it")
+    plt.close(fig)
