@@ -116,11 +116,11 @@ def aggregate(runs: list[Run]) -> dict[str, dict]:
     result = {}
     for key in keys:
         values = np.array([table[key] for table in tables], dtype=np.float64)
-        std = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        mean, sem = mean_and_standard_error(values)
         result[key] = {
-            "mean": float(values.mean()),
-            "std": std,
-            "sem": mean_and_standard_error(values)[1],
+            "mean": mean,
+            "std": float(values.std(ddof=1)) if len(values) > 1 else math.nan,
+            "sem": sem,
             "n": len(values),
             "values": values.tolist(),
             "seeds": seeds,

@@ -21,6 +21,7 @@ from course_utils.side_by_side import (
     endless,
     measure_side_by_side,
     round_ratios,
+    synchronizer,
 )
 
 
@@ -146,10 +147,7 @@ def training_images_per_second(model: nn.Module, batch_size: int = 32, steps: in
         F.cross_entropy(probe(x), y).backward()
         optimizer.step()
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
+    sync = synchronizer(device)
     step()
     sync()
     started = time.perf_counter()
