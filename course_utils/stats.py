@@ -31,3 +31,17 @@ def difference_with_noise(baseline_values, other_values) -> tuple[float, float]:
     mean_a, se_a = mean_and_standard_error(baseline_values)
     mean_b, se_b = mean_and_standard_error(other_values)
     return mean_b - mean_a, float(np.hypot(se_a, se_b))
+
+
+def in_standard_errors(difference: float, se: float, signed: bool = False) -> str:
+    """``difference / se`` as text with one decimal, for a table or a sentence.
+
+    A zero or undefined standard error gives ``"n/a (se = 0)"`` / ``"n/a (se undefined)"``
+    instead of a division: repeated runs can agree to the last digit on one CPU and differ on
+    another, and a ratio to zero noise means nothing.
+    """
+    if not np.isfinite(se):
+        return "n/a (se undefined)"
+    if se == 0:
+        return "n/a (se = 0)"
+    return f"{difference / se:{'+' if signed else ''}.1f}"
