@@ -59,7 +59,7 @@ DEFAULT_EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_s"]
 WHITENING_IMAGES = 5000  # training images that set a whitening conv (airbench's number): seconds, not minutes
 # Keys that may change between a run and its resumption without changing the result's meaning.
-RUNTIME_KEYS = {"device", "compile", "data_dir", "memory_format"}
+RUNTIME_KEYS = {"device", "compile", "data_dir", "memory_format", "deterministic"}
 
 
 class TrainingDiverged(RuntimeError):

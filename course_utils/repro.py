@@ -6,12 +6,22 @@ import contextlib
 import os
 import platform
 import random
+import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torch.utils.deterministic
 
 from course_utils.models import create_model
+
+# cuBLAS is deterministic only with a fixed workspace, and PyTorch reads this setting once, when it
+# creates its first cuBLAS handle: so it is set here, at import, before any course code touches the
+# GPU (8 buffers of 4 MiB, as PyTorch's reproducibility notes say). A value you exported is kept.
+CUBLAS_WORKSPACE = ":4096:8"
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+# If CUDA was already in use before this import, cuBLAS may have fixed its workspace without it.
+CUDA_IN_USE_BEFORE_IMPORT = torch.cuda.is_initialized()
 
 
 def seed_everything(seed: int) -> None:
@@ -22,11 +32,15 @@ def seed_everything(seed: int) -> None:
 
 
 def set_deterministic(enabled: bool = True, device: torch.device | str = "cuda") -> None:
-    """Ask for deterministic kernels where they are needed.
+    """Deterministic kernels (``enabled``, the reference recipe) or the fastest ones (the speed configs).
 
-    On a GPU: cuDNN's deterministic kernels, no autotuning, and PyTorch's deterministic
-    algorithms (a few ops have none: those warn instead of failing). Runs then repeat on the
-    same GPU model and software versions, not across them.
+    On a GPU, enabled: cuDNN's deterministic kernels, no autotuning, and PyTorch's deterministic
+    algorithms (a few ops have none: those warn instead of failing), with cuBLAS's fixed workspace
+    set at this module's import. Runs then repeat on the same GPU model and software versions, not
+    across them. ``torch.empty`` is left unfilled: the deterministic mode would fill every new
+    tensor with NaN, a memory pass per allocation that buys nothing where every value is written
+    before it is read. Disabled: ``cudnn.benchmark`` autotuning picks the fastest kernels by timing
+    them, so runs differ in their last bits.
 
     On a CPU: PyTorch's deterministic-algorithms switch would replace the oneDNN convolutions
     with a reference path about 8x slower, and those kernels already repeat bit for bit for a
@@ -35,10 +49,12 @@ def set_deterministic(enabled: bool = True, device: torch.device | str = "cuda")
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = not enabled  # autotuning picks kernels by timing: not repeatable
     on_gpu = torch.device(device).type == "cuda"
-    if enabled and on_gpu:
-        # cuBLAS needs this before its first use to be deterministic.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if enabled and on_gpu and CUDA_IN_USE_BEFORE_IMPORT:
+        warnings.warn("course_utils.repro was imported after CUDA was first used: cuBLAS may have chosen its "
+                      "workspace without CUBLAS_WORKSPACE_CONFIG and then not be deterministic; import it first "
+                      "or export CUBLAS_WORKSPACE_CONFIG=:4096:8", stacklevel=2)
     torch.use_deterministic_algorithms(enabled and on_gpu, warn_only=True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def resolve_device(requested: str = "auto") -> torch.device:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,25 +27,96 @@ if str(REPO_ROOT) not in sys.path:  # ``benchmarks`` is run from the repository 
 REL = 1e-9  # ratios are computed from the same floats that the JSON holds
 
 
+STEPS = ("nvidia_smi", "cuda_tests", "input_pipeline", "training", "precision", "time_to_accuracy", "gpu_epoch")
+BENCHMARKS = ("input_pipeline", "training", "precision", "time_to_accuracy", "gpu_epoch")
+DRY_RUN = {"GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_QUICK": "1", "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
+           # the check's limits are sized for a GPU; a dry run on a loaded 2-core CPU gets more time
+           "GPU_CHECK_LIMITS": ",".join(f"{name}=300" for name in STEPS)}
+
+
+def gpu_check(out: Path, data_dir=None, **settings) -> subprocess.CompletedProcess:
+    """``benchmarks/gpu_check.sh out`` on the CPU, with COURSE_DATA_DIR exported only if ``data_dir`` is given."""
+    env = {k: v for k, v in os.environ.items() if k != "COURSE_DATA_DIR"} | DRY_RUN | settings
+    if data_dir is not None:
+        env["COURSE_DATA_DIR"] = str(data_dir)
+    return subprocess.run(["bash", "benchmarks/gpu_check.sh", str(out)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=1200, env=env)
+
+
+def summary_statuses(out: Path) -> dict[str, str]:
+    """``{step: status}`` from the table of ``summary.txt``."""
+    lines = (out / "summary.txt").read_text().splitlines()
+    return {line.split()[0]: " ".join(line.split()[1:-2]) for line in lines if line.split()[:1] and line.split()[0] in STEPS}
+
+
+def rule_data_dir() -> Path:
+    """Where the check (like conftest.py) looks when COURSE_DATA_DIR is not exported."""
+    shared = REPO_ROOT.parent / "shared" / "data"
+    return shared if (shared / "cifar10.npz").is_file() else REPO_ROOT / "data"
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory, data_dir):
-    """Run the GPU check's command on the CPU (``GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1``): every
-    benchmark once, quick; return the benchmarks' stdout and JSON payloads."""
-    out = tmp_path_factory.mktemp("bench")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_QUICK": "1",
-           "PYTHON": sys.executable, "COURSE_DATA_DIR": str(data_dir)}
-    result = subprocess.run(["bash", "benchmarks/gpu_check.sh", str(out)], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=600, env=env)
-    assert result.returncode == 0, f"gpu_check.sh failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    for name in ("nvidia-smi.txt", "tests-cuda.txt", "bench.txt", "summary.txt"):
-        assert (out / name).is_file(), f"the GPU check wrote no {name}"
-    assert "skipped" in (out / "tests-cuda.txt").read_text(), "without CUDA the CUDA tests should say they skipped"
+    """The GPU check's CPU dry run as a fresh GPU machine would start it: COURSE_DATA_DIR not exported,
+    every step quick, and its first step failing on purpose. Returns the steps' output and the
+    benchmarks' JSON payloads."""
+    if not (rule_data_dir() / "cifar10.npz").is_file():
+        pytest.fail(f"the dry run leaves COURSE_DATA_DIR unset, so it needs the offline copy in {rule_data_dir()}")
+    out = tmp_path_factory.mktemp("gpu-check")
+    result = gpu_check(out, GPU_CHECK_FAIL_STEP="nvidia_smi")
+    assert result.returncode == 1, f"one failed step should make the check fail:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    summary = (out / "summary.txt").read_text()
+    assert f"data: {rule_data_dir().resolve() / 'cifar10.npz'} (from " in summary, \
+        f"without COURSE_DATA_DIR the check should find the data where the tests do:\n{summary}"
+    statuses = summary_statuses(out)
+    assert statuses == {"nvidia_smi": "FAILED (exit 3)", **{name: "ok" for name in STEPS[1:]}}, \
+        f"the forced failure should be recorded and every later step run:\n{summary}"
+    assert summary.splitlines()[-1].startswith("all steps ended: 1 of 7 steps not ok"), summary
+    assert "skipped" in (out / "cuda_tests.txt").read_text(), "without CUDA the CUDA tests should say they skipped"
     payloads = {}
-    for name in ("input_pipeline", "training", "precision", "time_to_accuracy", "gpu_epoch"):
+    for name in BENCHMARKS:
         path = out / f"{name}.json"
-        assert path.is_file(), f"{name} wrote no {path.name} into --out"
+        assert path.is_file(), f"{name} wrote no {path.name} into OUT_DIR"
         payloads[name] = json.loads(path.read_text())
-    return (out / "bench.txt").read_text(), payloads
+    return "\n".join((out / f"{name}.txt").read_text() for name in BENCHMARKS), payloads
+
+
+def test_gpu_check_without_data_runs_what_needs_none_and_records_a_timeout(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = gpu_check(tmp_path / "out", data_dir=empty, GPU_CHECK_LIMITS="gpu_epoch=1")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("gpu check:")]
+    assert len(errors) == 1 and f"no cifar10.npz in {empty}" in errors[0] and "COURSE_DATA_DIR" in errors[0], \
+        f"a missing data folder should be one line naming it and COURSE_DATA_DIR:\n{result.stderr}"
+    statuses = summary_statuses(tmp_path / "out")
+    assert statuses == {"nvidia_smi": "ok", **{name: "SKIPPED: no data (set COURSE_DATA_DIR)" for name in STEPS[1:6]},
+                        "gpu_epoch": "TIMED OUT after 1 s"}, statuses
+
+
+def test_an_interrupted_gpu_check_still_writes_its_summary(tmp_path):
+    env = {k: v for k, v in os.environ.items()} | DRY_RUN
+    check = subprocess.Popen(["bash", "benchmarks/gpu_check.sh", str(tmp_path)], cwd=REPO_ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in check.stdout:  # stop it while its second step runs
+        if line.startswith("== cuda_tests"):
+            check.send_signal(signal.SIGTERM)
+            break
+    check.stdout.read()
+    assert check.wait(timeout=60) != 0
+    statuses = summary_statuses(tmp_path)
+    assert statuses["nvidia_smi"] == "ok" and statuses["cuda_tests"].startswith("INTERRUPTED"), statuses
+    assert all(statuses[name] == "not run (check interrupted)" for name in STEPS[2:]), statuses
+    assert (tmp_path / "summary.txt").read_text().splitlines()[-1].startswith("INTERRUPTED: 6 of 7 steps not ok")
+
+
+@pytest.mark.parametrize("settings, problem", [({"GPU_CHECK_LIMITS": "warp=5"}, "GPU_CHECK_LIMITS entry 'warp=5'"),
+                                               ({"GPU_CHECK_LIMITS": "training=soon"}, "'training=soon'"),
+                                               ({"GPU_CHECK_FAIL_STEP": "warp"}, "GPU_CHECK_FAIL_STEP 'warp'")])
+def test_gpu_check_settings_are_checked_before_anything_runs(tmp_path, settings, problem):
+    result = gpu_check(tmp_path / "out", **settings)
+    assert result.returncode == 2 and problem in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists(), "bad settings should stop the check before it starts"
 
 
 def by_name(payload: dict) -> dict[str, dict]:

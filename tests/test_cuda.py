@@ -34,3 +34,14 @@ def test_recipes_train_on_the_gpu_with_auto_precision(tmp_path, data_dir, config
                           "warmup_epochs=1", "batch_size=100", "device=cuda", f"data_dir={data_dir}"])
     run = train(config, tmp_path / "run", progress=False)
     assert run.finished and run.final["last"]["train"]["accuracy"] > 0.15, run.final
+
+
+@needs_cuda
+def test_deterministic_recipe_repeats_bit_for_bit_on_the_gpu(tmp_path, data_dir):
+    """Two runs of a deterministic recipe give the same weights: cuDNN, cuBLAS (its workspace set at
+    import) and the deterministic algorithms together. The speed configs make no such promise."""
+    config = load_config(REPO_ROOT / "configs" / "smoke.yaml",
+                         ["train_per_class=50", "val_per_class=10", "test_per_class=10", "epochs=2", "warmup_epochs=1",
+                          "device=cuda", "deterministic=true", f"data_dir={data_dir}"])
+    digests = [train(config, tmp_path / f"run{i}", progress=False).final["rank_weight_digests"][0] for i in range(2)]
+    assert digests[0] == digests[1], f"two deterministic runs on one GPU should give the same weights: {digests}"
