@@ -194,6 +194,25 @@ def test_every_relative_link_of_the_front_pages_points_at_a_file(page):
     assert not broken, f"{page.relative_to(REPO_ROOT)} links to files that do not exist: {broken}"
 
 
+def _heading_slugs(markdown: str) -> set[str]:
+    """GitHub's (and MyST's) anchors of a page's headings: lower case, punctuation dropped, spaces to dashes."""
+    headings = re.findall(r"^#{1,6} (.+)$", markdown, flags=re.M)
+    return {re.sub(r"[^a-z0-9 _-]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_links_into_the_readme_name_sections_that_exist():
+    import nbformat
+
+    slugs = _heading_slugs((REPO_ROOT / "README.md").read_text())
+    sources = {p.relative_to(REPO_ROOT).as_posix(): p.read_text() for p in DOCS}
+    for path in LESSONS:
+        cells = nbformat.read(path, as_version=4).cells
+        sources[path.name] = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    broken = [f"{name}: #{anchor}" for name, text in sources.items()
+              for anchor in re.findall(r"README\.md#([A-Za-z0-9_-]+)", text) if anchor not in slugs]
+    assert not broken, f"links to README sections that do not exist: {broken}"
+
+
 def test_the_readme_links_every_docs_page_and_the_site_stages_them(tmp_path):
     assert DOCS, "docs/ holds no pages"
     readme = (REPO_ROOT / "README.md").read_text()
