@@ -1,5 +1,7 @@
-# Two commands on a fresh machine: `make course` (the course) and `make test` (the tests).
-# Both create .venv on first use and install the project with its dev extras.
+# Two commands on a fresh machine: `make course` runs the course, `make test` runs the tests.
+# Both create .venv on first use. `make course` installs what the lessons import and the notebook
+# tooling ('.[course]': jupyterlab, papermill, ipykernel); `make test` adds the test tools, the
+# website's and the browser driver ('.[dev]': pytest, nbval, sphinx, myst-nb, playwright).
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,17 +10,26 @@ PROFILE ?= auto
 
 .PHONY: course test site bench gpu-check venv clean-build
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The course: the lessons' imports and the notebook tooling, with a "python3" kernel inside .venv.
+$(VENV)/.course-installed: pyproject.toml $(VENV)/.created
+	$(PY) -m pip install --quiet -e '.[course]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-venv: $(VENV)/.installed
+# Everything: the course plus the tools of the tests, the website and the benchmarks' GPU check.
+$(VENV)/.installed: pyproject.toml $(VENV)/.course-installed
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.course-installed
 
 ## Execute every notebook in order with papermill (PROFILE=auto|smoke|laptop|gpu|full).
-course: $(VENV)/.installed
+course: $(VENV)/.course-installed
 	$(PY) -m course_utils.course --profile $(PROFILE)
 
 ## The whole test suite (pytest's "no tests collected" exit code 5 fails, like any other).
@@ -26,8 +37,8 @@ test: $(VENV)/.installed
 	$(PY) -m pytest
 
 ## The course as a website in build/site/ (Sphinx + myst-nb), from the notebooks' committed outputs:
-## nothing is executed. The site extra comes with '.[dev]'; installed here too for venvs made without it.
-site: $(VENV)/.installed
+## nothing is executed. The site extra comes with '.[dev]'; installed here when it is missing.
+site: $(VENV)/.course-installed
 	$(PY) -c "import myst_nb, sphinx_book_theme" 2>/dev/null || $(PY) -m pip install --quiet -e '.[site]'
 	$(PY) website/make_site.py --out build/site
 

@@ -26,7 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-COURSE_REPO = "course-authors/cifar10-resnet-course"  # OWNER/NAME on GitHub: the one source of truth
+# OWNER/NAME on GitHub: the one source of truth. A placeholder until the course is published (the README
+# says so beside the fork command); `python -m course_utils.colab --repo OWNER/NAME` points it at a copy.
+COURSE_REPO = "course-authors/cifar10-resnet-course"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"

@@ -95,6 +95,14 @@ def test_readme_has_one_colab_badge_per_lesson_at_the_course_address():
         assert link in readme, f"README lacks the Open-in-Colab badge of {path.name}"
 
 
+def test_readme_says_beside_the_fork_command_that_the_address_is_a_placeholder():
+    readme = (REPO_ROOT / "README.md").read_text()
+    paragraph = next((p for p in readme.split("\n\n") if "python -m course_utils.colab --repo OWNER/NAME" in p), "")
+    assert paragraph, "README must give the command that points the course at a fork"
+    assert "placeholder" in paragraph and "until the course is published" in paragraph.lower(), (
+        f"README must say, next to the fork command, that the address is a placeholder:\n{paragraph}")
+
+
 # --- executing the cell on a stand-in Colab --------------------------------------------------------
 
 STAND_IN = {

@@ -6,9 +6,11 @@ Nothing is executed: the pages show the outputs committed in ``notebooks/``. The
 a source tree next to the output (``build/site-src``) and runs Sphinx with myst-nb on it:
 
 - the README is the front page; its relative links are rewritten so that each one works on
-  the site (lessons and figures stay on the site, other repository files link to GitHub);
+  the site (lessons, ``docs/`` pages and figures stay on the site, other repository files link
+  to GitHub);
 - the lessons are every ``notebooks/NN_name.ipynb``, in the order of their names (a toctree
   glob, so a new lesson appears without editing anything here);
+- every ``docs/*.md`` page follows under "About", with the notebooks' README, again by glob;
 - each lesson page opens with an "Open in Colab" link to the same notebook in the repository.
 """
 
@@ -28,6 +30,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEBSITE_DIR = Path(__file__).resolve().parent
 LESSON_GLOB = "[0-9][0-9]_*.ipynb"
+DOCS_GLOB = "*.md"  # the pages of docs/
 BRANCH = "main"
 # Markdown links and images: [text](target) and ![alt](target); targets without spaces.
 LINK = re.compile(r"(!?\[[^\]]*\]\()([^)\s]+)(\))")
@@ -50,9 +53,9 @@ def colab_url(repo: str, path: str) -> str:
 def rewrite_links(markdown: str, source: str, repo: str) -> str:
     """Point each relative link of ``source`` (a repository path) at its place on the site.
 
-    Lessons, the notebooks' README and ``figures/`` are on the site (MyST resolves links
-    to documents and copies linked files); the README becomes ``index``; any other repository
-    file is linked on GitHub.
+    Lessons, the notebooks' README, the ``docs/`` pages and ``figures/`` are on the site (MyST
+    resolves links to documents and copies linked files); the README becomes ``index``; any other
+    repository file is linked on GitHub.
     """
     base = posixpath.dirname(source)
 
@@ -65,7 +68,8 @@ def rewrite_links(markdown: str, source: str, repo: str) -> str:
         path, _, anchor = target.partition("#")
         repo_path = posixpath.normpath(posixpath.join(base, path))  # repository-relative
         on_site = (repo_path == "README.md" or repo_path == "notebooks/README.md"
-                   or re.fullmatch(r"notebooks/\d\d_[^/]+\.ipynb", repo_path) or repo_path.startswith("figures/"))
+                   or re.fullmatch(r"notebooks/\d\d_[^/]+\.ipynb", repo_path) or re.fullmatch(r"docs/[^/]+\.md", repo_path)
+                   or repo_path.startswith("figures/"))
         if not on_site:
             kind = "tree" if (REPO_ROOT / repo_path).is_dir() else "blob"
             new = f"https://github.com/{repo}/{kind}/{BRANCH}/{repo_path}"
@@ -86,11 +90,15 @@ def stage(src: Path, repo: str) -> list[str]:
     toc = [
         "", "```{toctree}", ":hidden:", ":caption: Lessons", ":glob:", "",
         f"notebooks/{LESSON_GLOB.removesuffix('.ipynb')}", "```",
-        "", "```{toctree}", ":hidden:", ":caption: About", "", "notebooks/README", "```", "",
+        "", "```{toctree}", ":hidden:", ":caption: About", ":glob:", "",
+        f"docs/{DOCS_GLOB.removesuffix('.md')}", "notebooks/README", "```", "",
     ]
     (src / "index.md").write_text(readme.rstrip() + "\n" + "\n".join(toc))
     notes = rewrite_links((REPO_ROOT / "notebooks" / "README.md").read_text(), "notebooks/README.md", repo)
     (src / "notebooks" / "README.md").write_text(notes)
+    (src / "docs").mkdir()
+    for page in sorted((REPO_ROOT / "docs").glob(DOCS_GLOB)):
+        (src / "docs" / page.name).write_text(rewrite_links(page.read_text(), f"docs/{page.name}", repo))
     shutil.copytree(REPO_ROOT / "figures", src / "figures")
     (src / "_assets").mkdir()
     shutil.copy(WEBSITE_DIR / "colab-badge.svg", src / BADGE_ON_SITE)
