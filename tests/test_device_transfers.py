@@ -81,3 +81,32 @@ def test_evaluation_copies_nothing_per_batch_and_reads_its_result_once(cifar10):
     assert (traffic.to_device, traffic.to_host) == (0, 2), "logits and labels: one copy each for the whole split"
     assert logits.shape == (1000, 10) and logits.device.type == "cpu" and labels_out.shape == (1000,)
 
+
+def test_the_fused_optimizer_is_chosen_on_cuda_only():
+    assert engine.uses_fused_optimizer(torch.device("cuda", 0)) is True
+    assert engine.uses_fused_optimizer("cpu") is None  # PyTorch's default: CPU runs keep their arithmetic
+    config = load_config(REPO_ROOT / "configs" / "fast.yaml", ["width=8"])
+    optimizer = engine.build_optimizer(config, engine.build_model(config, 10))
+    assert [group["fused"] for group in optimizer.param_groups] == [None, None]
+
+
+def test_compiling_trains_on_full_batches_only(data_dir):
+    """A smaller last batch would make torch.compile compile the model again every epoch."""
+    config = load_config(REPO_ROOT / "configs" / "smoke.yaml", [f"data_dir={data_dir}", "train_per_class=103"])
+    plain = engine.build_data(config, torch.device("cpu")).train
+    compiled = engine.build_data(config.replace(compile=True), torch.device("cpu")).train
+    assert (len(plain), len(compiled)) == (17, 16)  # 1,030 images in batches of 64
+    sizes = [len(y) for _, y in compiled]
+    assert sizes == [64] * len(compiled), sizes
+    for (x, y), (x_full, y_full) in zip(compiled, plain):
+        assert torch.equal(x, x_full) and torch.equal(y, y_full), "dropping the tail changed a full batch"
+
+
+def test_compile_may_change_on_resume_only_if_the_batches_stay_the_same(tmp_path, data_dir):
+    config = load_config(REPO_ROOT / "configs" / "smoke.yaml", [f"data_dir={data_dir}", "epochs=1", "warmup_epochs=0"])
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    engine.save_config(config.replace(compile=True), run_dir / "config.yaml")
+    with pytest.raises(engine.RunDirError, match="epochs drop their last batch .* set drop_last: true"):
+        engine._check_same_recipe(run_dir, config)
+    engine._check_same_recipe(run_dir, config.replace(drop_last=True))  # the same batches, eager
