@@ -154,9 +154,11 @@ class EngineTrainer:
     def __init__(self, config: TrainConfig, variant: Variant, device: torch.device, images: torch.Tensor,
                  labels, mean, std, val_images: torch.Tensor | None = None, val_labels=None):
         self.variant, self.device = variant, device
+        # drop_last with compile, as engine.train (engine.drops_last): one batch shape, compiled once.
         self.batches = endless(BatchIterator(images, labels, config.batch_size, mean, std, train=True,
                                              augment=config.augment, padding=config.crop_padding, seed=config.seed,
-                                             device=device, channels_last=variant.channels_last))
+                                             device=device, channels_last=variant.channels_last,
+                                             drop_last=variant.compile))
         steps_per_epoch = math.ceil(REFERENCE_TRAIN_IMAGES / config.batch_size)
         seed_everything(config.seed)
         self.model = engine.build_model(config, NUM_CLASSES).to(device)

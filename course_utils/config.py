@@ -28,7 +28,7 @@ class TrainConfig:
     dataset: str = "cifar10"  # cifar10 | cifar100
     data_dir: typing.Optional[str] = None  # None: $COURSE_DATA_DIR, else data/
     split_seed: int = 42  # the fixed generator of the 40k/10k split
-    val_size: int = 10_000
+    val_size: int = 10_000  # 0: train on the whole training set, no validation (needs keep_best: false)
     train_per_class: typing.Optional[int] = None  # a stratified subset of the train split
     val_per_class: typing.Optional[int] = None  # a stratified subset of the validation split
     test_per_class: typing.Optional[int] = None  # a stratified subset of the test set (smoke runs only)
@@ -37,6 +37,7 @@ class TrainConfig:
     crop_padding: int = 4
     pad_mode: str = "zeros"  # the crop's padding: zeros (black border) | reflect
     flip_mode: str = "random"  # random (each image, each epoch) | alternating (all flip every other epoch)
+    drop_last: bool = False  # training epochs of full batches only (the permutation's tail left out); on with compile
     # --- model
     model: str = "resnet18"
     norm: str = "batch"  # batch | group
@@ -53,6 +54,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     batch_size: int = 128  # the global batch: split across GPUs under DDP
     epochs: int = 200
+    total_steps: typing.Optional[int] = None  # stop after this many optimizer steps, within the last epoch; None: all
     warmup_epochs: int = 5  # per-iteration linear warmup, then per-iteration cosine
     eta_min: float = 1e-6  # the lr at the last step
     schedule: str = "cosine"  # after the warmup: cosine | linear (decay to eta_min)
@@ -93,7 +95,8 @@ CHOICES = {
 }
 # (minimum, maximum, minimum is exclusive)
 RANGES = {
-    "val_size": (1, None, False),
+    "val_size": (0, None, False),
+    "total_steps": (1, None, False),
     "train_per_class": (1, None, False),
     "val_per_class": (1, None, False),
     "test_per_class": (1, None, False),
@@ -175,6 +178,10 @@ def validate(config: TrainConfig, source: str = "config") -> None:
     if config.val_size >= train_size:
         raise ConfigError(f"{source}: key 'val_size' must be < {train_size} (the {config.dataset} training set), "
                           f"got {config.val_size}")
+    if config.val_size == 0 and (config.keep_best or config.val_per_class is not None):
+        key = "keep_best" if config.keep_best else "val_per_class"
+        raise ConfigError(f"{source}: key '{key}' needs a validation split, but val_size is 0 "
+                          f"(set keep_best: false and val_per_class: null)")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
         raise ConfigError(f"{source}: key 'warmup_epochs' ({config.warmup_epochs}) must be < epochs ({config.epochs})")
     if config.eta_min > config.lr:

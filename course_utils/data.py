@@ -281,10 +281,13 @@ def split_train_val(
     ``stratified=True`` (needs ``labels``): ``n_val / num_classes`` images of every class,
     chosen by the same seeded generator; use it for small subsets, where chance imbalance matters.
 
+    ``n_val=0``: no validation split; ``train_idx`` is every image (in the seeded order) and
+    ``val_idx`` is empty, for a run that trains on the whole training set.
+
     Returns ``(train_idx, val_idx)``: disjoint int64 arrays covering ``range(n_train)``.
     """
-    if not 0 < n_val < n_train:
-        raise ValueError(f"n_val={n_val} must be in (0, n_train={n_train})")
+    if not 0 <= n_val < n_train:
+        raise ValueError(f"n_val={n_val} must be in [0, n_train={n_train})")
     generator = torch.Generator().manual_seed(seed)
     if not stratified:
         perm = torch.randperm(n_train, generator=generator).numpy()

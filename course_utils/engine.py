@@ -9,6 +9,9 @@ A run lives in a directory:
 - ``best.pt``           the best-by-validation weights (``keep_best``)
 - ``final.json``        the final evaluation (train/val/test), or why the run stopped
 
+With ``val_size: 0`` the run trains on the whole training set: no per-epoch validation (the
+history's val columns are empty), nothing is chosen, and the final table has train and test only.
+
 Calling ``train`` again on the same directory resumes after the last finished epoch, or
 returns the finished run without training (skip-if-trained).
 """
@@ -19,6 +22,7 @@ import csv
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -78,7 +82,7 @@ class DataBundle:
     """The three splits of a run as batch iterators, plus what describes them."""
 
     train: BatchIterator
-    val: BatchIterator
+    val: BatchIterator | None  # None with val_size 0: no validation split
     test: BatchIterator
     train_eval: BatchIterator  # the training split without augmentation, for the final table
     classes: list[str]
@@ -106,6 +110,12 @@ def select_train_val(config: TrainConfig, labels: np.ndarray) -> tuple[np.ndarra
     return train_idx, val_idx
 
 
+def drops_last(config: TrainConfig) -> bool:
+    """Whether training epochs leave out their last, smaller batch: ``drop_last``, or ``compile``
+    (one batch shape, so the compiled model is not recompiled for every epoch's tail)."""
+    return config.drop_last or config.compile
+
+
 def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
     """Load the dataset, split it, compute normalization on the train split, make the iterators."""
     dataset = load_dataset_cached(config.dataset, config.data_dir)
@@ -124,9 +134,10 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_s
     return DataBundle(
         train=split(x_train, y_train, batch_size=per_rank_batch, train=True, augment=config.augment,
                     padding=config.crop_padding, pad_mode=config.pad_mode, flip_mode=config.flip_mode,
-                    rank=rank, world_size=world_size),
+                    rank=rank, world_size=world_size, drop_last=drops_last(config)),
         train_eval=split(x_train, y_train, batch_size=512, train=False),
-        val=split(dataset.x_train[val_idx], dataset.y_train[val_idx], batch_size=512, train=False),
+        val=(split(dataset.x_train[val_idx], dataset.y_train[val_idx], batch_size=512, train=False)
+             if len(val_idx) else None),
         test=split(dataset.x_test[test_idx], dataset.y_test[test_idx], batch_size=512, train=False),
         classes=dataset.classes,
         mean=mean,
@@ -165,12 +176,27 @@ def parameter_groups(config: TrainConfig, model: torch.nn.Module) -> list[dict]:
 
 
 def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SGD or AdamW over ``parameter_groups``; fused (one kernel for all parameters) on a GPU."""
     groups = parameter_groups(config, model)
+    fused = uses_fused_optimizer(next(model.parameters()).device)
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
-                               nesterov=config.nesterov, weight_decay=config.weight_decay)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                               weight_decay=config.weight_decay, fused=fused)
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999),
-                             weight_decay=config.weight_decay)
+                             weight_decay=config.weight_decay, fused=fused)
+
+
+def uses_fused_optimizer(device) -> bool | None:
+    """``True`` on CUDA: the fused optimizer step is one kernel launch instead of one per tensor
+    group. ``None`` elsewhere: PyTorch's default (foreach), so CPU runs keep their exact arithmetic."""
+    return True if torch.device(device).type == "cuda" else None
+
+
+def _match_fused(optimizer: torch.optim.Optimizer, device) -> None:
+    """A loaded optimizer state carries the saving device's choice; resuming on another device
+    (``device`` is a runtime key) must use this device's."""
+    for group in optimizer.param_groups:
+        group["fused"] = uses_fused_optimizer(device)
 
 
 def fit_data_dependent_init(config: TrainConfig, model: torch.nn.Module, bundle: DataBundle) -> None:
@@ -216,10 +242,12 @@ class Run:
 
 
 def read_metrics(path: Path) -> list[dict]:
+    """The rows of ``metrics.csv``; an empty cell (no validation split) reads as ``None``."""
     if not path.exists():
         return []
     with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: (int(v) if k == "epoch" else None if v == "" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -250,13 +278,23 @@ def load_run(run_dir) -> Run:
 
 
 def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
-    existing = load_run(run_dir).config.to_dict()
+    existing_config = load_run(run_dir).config
+    existing = existing_config.to_dict()
     for key, value in config.to_dict().items():
-        if key not in RUNTIME_KEYS and existing[key] != value:
+        if key not in RUNTIME_KEYS and key != "drop_last" and existing[key] != value:
             raise RunDirError(
                 f"{run_dir}: holds a run with {key}={existing[key]!r}, not {value!r}; "
                 "use another run directory or delete this one"
             )
+    # compile is a runtime key, but it drops the last batch (drops_last): only the batches must match.
+    if drops_last(existing_config) != drops_last(config):
+        kept = "drop" if drops_last(existing_config) else "keep"
+        raise RunDirError(
+            f"{run_dir}: holds a run whose epochs {kept} their last batch (compile={existing_config.compile!r}, "
+            f"drop_last={existing_config.drop_last!r}); compile={config.compile!r} with "
+            f"drop_last={config.drop_last!r} would not: set drop_last: {str(drops_last(existing_config)).lower()}"
+            + ("" if drops_last(existing_config) else " and compile: false")
+        )
 
 
 def shown_path(path: Path) -> str:
@@ -396,10 +434,11 @@ def _text_bar(iterable, total: int, description: str):
 
 
 def format_epoch(row: dict, epochs: int) -> str:
+    val = ("no validation split" if row["val_acc"] is None
+           else f"val loss {row['val_loss']:.4f} acc {100 * row['val_acc']:6.2f}%")
     return (
         f"epoch {row['epoch']:>3}/{epochs}  lr {row['lr']:.5f}  "
-        f"train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:6.2f}%  "
-        f"val loss {row['val_loss']:.4f} acc {100 * row['val_acc']:6.2f}%  "
+        f"train loss {row['train_loss']:.4f} acc {100 * row['train_acc']:6.2f}%  {val}  "
         f"{row['epoch_seconds']:6.1f}s  {row['images_per_s']:7.0f} img/s"
     )
 
@@ -481,7 +520,7 @@ def train(
     fit_data_dependent_init(config, model, bundle)
     optimizer = build_optimizer(config, model)
     steps_per_epoch = len(bundle.train)
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = run_steps(config, steps_per_epoch, len(bundle.train_labels))
     scheduler = warmup_schedule(optimizer, total_steps, steps_per_epoch * config.warmup_epochs, config.eta_min,
                                 config.schedule)
     lookahead = (Lookahead(config.lookahead_every, config.lookahead_start_epoch, total_steps)
@@ -496,6 +535,7 @@ def train(
         state = load_checkpoint(checkpoint_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        _match_fused(optimizer, device)
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"])
@@ -517,12 +557,15 @@ def train(
         environment = environment_fingerprint(device)
         environment.update(precision=precision, channels_last=channels_last, compile=config.compile,
                            deterministic=config.deterministic, world_size=dist_info.world_size,
-                           data_source=str(bundle.data_source.name), steps_per_epoch=steps_per_epoch)
+                           data_source=str(bundle.data_source.name), steps_per_epoch=steps_per_epoch,
+                           drop_last=drops_last(config), total_steps=total_steps)
         _write_json(run_dir / "environment.json", environment)
         write_metrics(run_dir / "metrics.csv", metrics)  # drops rows written after the checkpoint
     log(f"device {device} ({environment_fingerprint(device)['device_name']}), precision {precision}, "
         f"channels_last {channels_last}, compile {config.compile}, "
-        f"world size {dist_info.world_size}, {steps_per_epoch} steps/epoch")
+        f"world size {dist_info.world_size}, {steps_per_epoch} steps/epoch"
+        + (" (last batch dropped)" if drops_last(config) else "")
+        + (f", {total_steps} steps in all" if total_steps != steps_per_epoch * config.epochs else ""))
 
     sync_every = 1 if device.type == "cpu" else 25  # a GPU sync per step would cost speed
     for epoch in range(start_epoch, config.epochs):
@@ -533,11 +576,13 @@ def train(
         if hasattr(model, "start_epoch"):
             model.start_epoch(epoch)  # e.g. freeze the whitening bias after its epochs
         trainable.train()
-        losses = torch.zeros(steps_per_epoch, device=device)
+        epoch_steps = min(steps_per_epoch, total_steps - epoch * steps_per_epoch)  # the last may stop early
+        losses = torch.zeros(epoch_steps, device=device)
         correct = torch.zeros((), device=device)
         seen = 0
         started = time.perf_counter()
-        batches = _progress(bundle.train, steps_per_epoch, f"epoch {epoch + 1}/{config.epochs}", progress)
+        batches = _progress(itertools.islice(bundle.train, epoch_steps), epoch_steps,
+                            f"epoch {epoch + 1}/{config.epochs}", progress)
         for step, (x, y) in enumerate(batches):
             loss, batch_correct = train_step(trainable, x, y, criterion, optimizer, scaler, scheduler, precision)
             if lookahead is not None:
@@ -545,23 +590,24 @@ def train(
             losses[step] = loss.float()
             correct += batch_correct
             seen += len(y)
-            if (step + 1) % sync_every == 0 or step + 1 == steps_per_epoch:
+            if (step + 1) % sync_every == 0 or step + 1 == epoch_steps:
                 _stop_if_diverged(losses[: step + 1], epoch, lambda i: _lr_of_step(scheduler, epoch * steps_per_epoch + i),
                                   run_dir, dist_info, log)
                 if progress:
                     batches.set_postfix(loss=f"{losses[step].item():.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
         totals = _all_reduce_sum(torch.stack([losses.sum(), correct, torch.tensor(float(seen), device=device),
-                                              torch.tensor(float(steps_per_epoch), device=device)]), dist_info)
+                                              torch.tensor(float(epoch_steps), device=device)]), dist_info)
         _average_buffers(model, dist_info)
         if lookahead is not None:
             lookahead.end_epoch(model)  # evaluate and save the averaged weights
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - started
-        val = evaluate(model, bundle.val, precision)
+        # No validation split: empty val columns, never a stand-in number.
+        val = evaluate(model, bundle.val, precision) if bundle.val is not None else {"loss": None, "accuracy": None}
         row = {
             "epoch": epoch + 1,
-            "lr": _lr_of_step(scheduler, (epoch + 1) * steps_per_epoch - 1),  # the epoch's last step
+            "lr": _lr_of_step(scheduler, epoch * steps_per_epoch + epoch_steps - 1),  # the epoch's last step
             "train_loss": float(totals[0] / totals[3]),
             "train_acc": float(totals[1] / totals[2]),
             "val_loss": val["loss"],
@@ -594,6 +640,22 @@ def train(
     _barrier(dist_info)
     log(format_final(final))
     return Run(run_dir, config, metrics, final)
+
+
+def run_steps(config: TrainConfig, steps_per_epoch: int, train_images: int) -> int:
+    """The optimizer steps of the whole run: every step of ``epochs`` epochs, or ``total_steps``,
+    which must end within the last epoch (airbench94's 9.9 epochs: 10 epochs, the last one cut short)."""
+    if steps_per_epoch == 0:
+        raise ConfigError(f"config: {train_images} training images make no full batch of {config.batch_size} "
+                          "(drop_last, or compile, leaves out the last smaller batch): lower batch_size")
+    every_step = steps_per_epoch * config.epochs
+    if config.total_steps is None:
+        return every_step
+    if not every_step - steps_per_epoch < config.total_steps <= every_step:
+        raise ConfigError(f"config: key 'total_steps' ({config.total_steps}) must end within the last of "
+                          f"{config.epochs} epochs of {steps_per_epoch} steps: {every_step - steps_per_epoch + 1} "
+                          f"to {every_step}")
+    return config.total_steps
 
 
 def _lr_of_step(scheduler, global_step: int) -> float:
@@ -632,10 +694,13 @@ def _gather_digests(model, dist_info: DistInfo) -> list[str]:
 
 def evaluation_table(model, bundle: DataBundle, precision: str = "fp32", tta: str = "none") -> dict:
     """``{"train"|"val"|"test": {"loss", "accuracy"}}``; train is evaluated without augmentation,
-    val and test with the test-time augmentation ``tta`` (see ``evaluate.tta_logits``)."""
-    return {"train": evaluate(model, bundle.train_eval, precision),
-            "val": evaluate(model, bundle.val, precision, tta),
-            "test": evaluate(model, bundle.test, precision, tta)}
+    val and test with the test-time augmentation ``tta`` (see ``evaluate.tta_logits``). Without a
+    validation split (``val_size: 0``) there is no ``"val"`` entry."""
+    table = {"train": evaluate(model, bundle.train_eval, precision)}
+    if bundle.val is not None:
+        table["val"] = evaluate(model, bundle.val, precision, tta)
+    table["test"] = evaluate(model, bundle.test, precision, tta)
+    return table
 
 
 def _final_evaluation(model, bundle: DataBundle, precision, run_dir: Path, best: dict, config) -> dict:
@@ -648,7 +713,8 @@ def _final_evaluation(model, bundle: DataBundle, precision, run_dir: Path, best:
              "tta": config.tta, "last": evaluation_table(model, bundle, precision, config.tta)}
     if config.tta != "none":
         final["without_tta"] = {name: evaluate(model, batches, precision)
-                                for name, batches in (("val", bundle.val), ("test", bundle.test))}
+                                for name, batches in (("val", bundle.val), ("test", bundle.test))
+                                if batches is not None}
     if config.keep_best:
         if best["epoch"] == config.epochs:
             final["best"] = {"epoch": config.epochs, **final["last"]}
@@ -668,6 +734,8 @@ def format_final(final: dict) -> str:
             continue
         label = "last epoch" if which == "last" else f"best val (ep {final['best']['epoch']})"
         for split in ("train", "val", "test"):
+            if split not in final[which]:  # no validation split
+                continue
             r = final[which][split]
             lines.append(f"{label:<18}{split:<7}{100 * r['accuracy']:>9.2f}%{r['loss']:>9.4f}")
     for split, r in final.get("without_tta", {}).items():

@@ -33,12 +33,23 @@ def tta_logits(model: torch.nn.Module, x: torch.Tensor, tta: str = "none") -> to
     return 0.5 * mirrored + 0.5 * translated
 
 
-@torch.no_grad()
 def predict(model: torch.nn.Module, batches, precision: str = "fp32", tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
     """All logits and labels of ``batches``, in order (averaged over TTA views, see ``tta_logits``).
 
     Returns ``logits`` float32 ``(N, num_classes)`` and ``labels`` int64 ``(N,)``, on the CPU.
     The model is put in eval mode (BatchNorm uses its running statistics) and restored after.
+    """
+    logits, labels = device_predictions(model, batches, precision, tta)
+    return logits.cpu(), labels.cpu()  # one copy to the host for the whole split
+
+
+@torch.no_grad()
+def device_predictions(model: torch.nn.Module, batches, precision: str = "fp32",
+                       tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """``predict`` without the copy to the host: the logits and labels stay on the batches' device.
+
+    Nothing in the loop waits for the device or copies from it: batch after batch is queued, and
+    the caller reads the results once (a GPU never idles between evaluation batches).
     """
     was_training = model.training
     model.eval()
@@ -47,21 +58,24 @@ def predict(model: torch.nn.Module, batches, precision: str = "fp32", tta: str =
         for x, y in batches:
             with autocast(x.device, precision):
                 out = tta_logits(model, x, tta)
-            logits.append(out.float().cpu())
-            labels.append(y.cpu())
+            logits.append(out.float())
+            labels.append(y)
     finally:
         model.train(was_training)
+    if not logits:
+        raise ValueError("no batches to evaluate: the split is empty")
     return torch.cat(logits), torch.cat(labels)
 
 
 def loss_and_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     """Plain cross-entropy (no label smoothing: comparable across recipes) and accuracy."""
-    return {
-        "loss": float(F.cross_entropy(logits, labels)),
-        "accuracy": float((logits.argmax(1) == labels).float().mean()),
-    }
+    loss = F.cross_entropy(logits, labels)
+    accuracy = (logits.argmax(1) == labels).float().mean()
+    loss, accuracy = torch.stack([loss, accuracy]).tolist()  # one read from the device for both
+    return {"loss": loss, "accuracy": accuracy}
 
 
 def evaluate(model: torch.nn.Module, batches, precision: str = "fp32", tta: str = "none") -> dict:
-    """``{"loss", "accuracy"}`` of ``model`` over ``batches`` (accuracy as a fraction)."""
-    return loss_and_accuracy(*predict(model, batches, precision, tta))
+    """``{"loss", "accuracy"}`` of ``model`` over ``batches`` (accuracy as a fraction), computed on
+    the batches' device and read from it once."""
+    return loss_and_accuracy(*device_predictions(model, batches, precision, tta))

@@ -1,7 +1,10 @@
 """Batches from in-memory tensors: no worker processes, so it works in any notebook on any OS.
 
 The whole split lives as one uint8 tensor (on the GPU if you like: CIFAR-10 is 150 MB);
-each batch is gathered, augmented and normalized there with a few tensor ops.
+each batch is gathered, augmented and normalized there with a few tensor ops. An epoch's
+random draws (order, crop offsets, mirrors) are made on the CPU when the epoch starts and
+copied to the device in one go; batches slice them there, so a batch costs no copy from the
+host and the GPU never waits for the CPU to hand it indices.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from course_utils.augment import normalize, random_crop_flip
+from course_utils.augment import channel_tensors, crop_flip, draw_crop_flip, normalize
 from course_utils.data import Dataset, channel_stats, split_train_val
 
 
@@ -30,7 +33,8 @@ class BatchIterator:
     Args:
         images: uint8 ``(N, 32, 32, 3)`` (numpy, HWC) or ``(N, 3, 32, 32)`` (tensor, CHW).
         labels: int ``(N,)``.
-        batch_size: images per batch; the last batch may be smaller (as a DataLoader's).
+        batch_size: images per batch; the last batch may be smaller (as a DataLoader's), unless
+            ``drop_last``.
         mean, std: per-channel normalization in [0, 1] units.
         train: shuffle every epoch and augment; otherwise fixed order, no augmentation.
         augment: with ``train``, apply random crop (``padding``) and horizontal flip (``flip``).
@@ -46,6 +50,9 @@ class BatchIterator:
         channels_last: return batches in channels-last memory format (faster convs).
         rank, world_size: for data parallelism, each rank takes a disjoint, equal-sized shard
             of every epoch's permutation.
+        drop_last: with ``train``, only full batches: the ``N mod batch_size`` images at the end of
+            each epoch's permutation (others every epoch) are left out. A compiled model then sees
+            one batch shape and compiles once; the full batches are the same as without it.
 
     Yields:
         ``x``: float32 ``(B, 3, 32, 32)`` normalized images; ``y``: int64 ``(B,)``.
@@ -71,6 +78,7 @@ class BatchIterator:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        drop_last: bool = False,
     ):
         self.device = torch.device(device)
         storage = self.device if keep_on_device else torch.device("cpu")
@@ -83,6 +91,7 @@ class BatchIterator:
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
         self.batch_size = batch_size
         self.mean, self.std = mean, std
+        self.mean_std = channel_tensors(mean, std, self.device)  # made once, not per batch
         self.train, self.augment = train, augment
         self.padding, self.flip = padding, flip
         if flip_mode not in ("random", "alternating"):
@@ -93,6 +102,7 @@ class BatchIterator:
         self.first_mirror = torch.rand(len(self.labels), generator=epoch_generator(seed, -1)).lt(0.5)
         self.channels_last = channels_last
         self.rank, self.world_size = rank, world_size
+        self.drop_last = drop_last and train
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -112,7 +122,7 @@ class BatchIterator:
         n = len(self.labels)
         if self.train and self.world_size > 1:
             n = n // self.world_size
-        return math.ceil(n / self.batch_size)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def mirror_of(self, batch_idx: torch.Tensor) -> torch.Tensor | None:
         """The alternating flip's mirror mask for a batch; ``None`` lets the crop draw it at random."""
@@ -120,21 +130,52 @@ class BatchIterator:
             return None
         return self.first_mirror[batch_idx] ^ bool(self.epoch % 2)
 
-    def __iter__(self):
+    def epoch_plan(self) -> torch.Tensor:
+        """This epoch's draws as one int64 ``(4, n)`` tensor on the images' device: row 0 the order
+        (indices into the split), rows 1-2 the crop offsets (top, left), row 3 the mirror flag of
+        each position; ``n`` is the images this epoch serves (this rank's shard, without the tail
+        that ``drop_last`` leaves out). Without augmentation rows 1-3 are zero.
+
+        Every draw comes from the epoch's CPU generator in the order the batches use them (the
+        permutation, then each batch's ``draw_crop_flip``), so a batch is the same on any device
+        and the same as ``random_crop_flip`` on that batch with the generator at that point.
+        """
         generator = epoch_generator(self.seed, self.epoch)
         order = self._order(generator)
-        for start in range(0, len(order), self.batch_size):
-            batch_idx = order[start : start + self.batch_size]
-            idx = batch_idx.to(self.images.device)
-            x = self.images[idx].to(self.device, non_blocking=True)
-            y = self.labels[idx].to(self.device, non_blocking=True)
-            if self.train and self.augment:
-                x = random_crop_flip(x, self.padding, self.flip, generator=generator,
-                                     mirror=self.mirror_of(batch_idx), pad_mode=self.pad_mode)
-            x = normalize(x, self.mean, self.std)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y
+        if self.drop_last:
+            order = order[: len(order) - len(order) % self.batch_size]
+        plan = torch.zeros(4, len(order), dtype=torch.int64)
+        plan[0] = order
+        if self.train and self.augment:
+            for start in range(0, len(order), self.batch_size):
+                batch_idx = order[start : start + self.batch_size]
+                offsets, mirror = draw_crop_flip(len(batch_idx), self.padding, self.flip, generator,
+                                                 mirror=self.mirror_of(batch_idx))
+                plan[1:3, start : start + len(batch_idx)] = offsets
+                plan[3, start : start + len(batch_idx)] = mirror
+        return plan.to(self.images.device)  # the epoch's one copy to the device (none if stored on the CPU)
+
+    def __iter__(self):
+        if not self.train:  # the fixed order: slices, no index and nothing to copy
+            for start in range(0, len(self.labels), self.batch_size):
+                yield self._finish(self.images[start : start + self.batch_size],
+                                   self.labels[start : start + self.batch_size])
+            return
+        plan = self.epoch_plan()  # on the storage device, like the images
+        for start in range(0, plan.shape[1], self.batch_size):
+            batch = plan[:, start : start + self.batch_size]
+            x = self.images[batch[0]]
+            if self.augment:
+                x = crop_flip(x, batch[1:3], batch[3].bool(), self.padding, self.pad_mode)
+            yield self._finish(x, self.labels[batch[0]])
+
+    def _finish(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Onto the device (a copy only when the split is stored off it), normalized, in the batch layout."""
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        x = normalize(x, *self.mean_std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
 
 
 def normalized_batches(dataset: Dataset, batch_size: int, count: int = 1, seed: int = 0, split_seed: int = 42):

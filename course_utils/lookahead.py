@@ -39,9 +39,13 @@ class Lookahead:
 
     @torch.no_grad()
     def _pull(self, model: torch.nn.Module, decay: float) -> None:
-        for name, tensor in _floats(model).items():
-            self.average[name].lerp_(tensor, 1.0 - decay)
-            tensor.copy_(self.average[name])
+        """average += (1 - decay) * (weights - average); weights := average. One foreach call per
+        operation for all tensors (a few kernel launches on a GPU instead of two per tensor); the
+        same arithmetic as ``lerp_`` and ``copy_`` tensor by tensor."""
+        tensors = _floats(model)
+        averages = [self.average[name] for name in tensors]
+        torch._foreach_lerp_(averages, list(tensors.values()), 1.0 - decay)
+        torch._foreach_copy_(list(tensors.values()), averages)
 
     def state_dict(self) -> dict:
         return {"average": self.average}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -93,3 +94,49 @@ def test_channels_last_batches(cifar10):
                            channels_last=True)
     x, _ = next(iter(loader))
     assert x.is_contiguous(memory_format=torch.channels_last) and x.dtype == torch.float32
+
+
+def _batches_drawn_one_by_one(images, labels, batch_size, seed, epoch, padding, pad_mode, flip_mode):
+    """The training batches as ``random_crop_flip`` gives them batch by batch from the epoch's
+    generator: the definition that ``BatchIterator``'s per-epoch draws must reproduce exactly."""
+    from course_utils.loader import epoch_generator
+
+    images = torch.as_tensor(images).permute(0, 3, 1, 2).contiguous()
+    labels = torch.as_tensor(labels)
+    first_mirror = torch.rand(len(labels), generator=epoch_generator(seed, -1)).lt(0.5)
+    generator = epoch_generator(seed, epoch)
+    order = torch.randperm(len(labels), generator=generator)
+    for idx in order.split(batch_size):
+        mirror = first_mirror[idx] ^ bool(epoch % 2) if flip_mode == "alternating" else None
+        x = random_crop_flip(images[idx], padding, generator=generator, mirror=mirror, pad_mode=pad_mode)
+        yield normalize(x, MEAN, STD), labels[idx]
+
+
+@pytest.mark.parametrize("padding, pad_mode, flip_mode", [(4, "zeros", "random"), (2, "reflect", "alternating")])
+def test_an_epochs_draws_made_ahead_give_the_batches_of_random_crop_flip(cifar10, padding, pad_mode, flip_mode):
+    images, labels = cifar10.x_train[:700], cifar10.y_train[:700]
+    loader = BatchIterator(images, labels, 128, MEAN, STD, train=True, padding=padding, pad_mode=pad_mode,
+                           flip_mode=flip_mode, seed=4)
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        ours = list(loader)
+        expected = list(_batches_drawn_one_by_one(images, labels, 128, 4, epoch, padding, pad_mode, flip_mode))
+        assert [len(y) for _, y in ours] == [128] * 5 + [60]
+        for i, ((x, y), (x_ref, y_ref)) in enumerate(zip(ours, expected)):
+            assert torch.equal(y, y_ref) and torch.equal(x, x_ref), f"epoch {epoch}, batch {i} differs"
+
+
+def test_drop_last_serves_only_full_batches_and_leaves_them_unchanged(cifar10):
+    images, labels = cifar10.x_train[:700], cifar10.y_train[:700]
+    kwargs = dict(batch_size=128, mean=MEAN, std=STD, train=True, seed=2)
+    full = BatchIterator(images, labels, drop_last=True, **kwargs)
+    every = BatchIterator(images, labels, **kwargs)
+    assert (len(full), len(every)) == (5, 6)
+    for epoch in (0, 1):
+        full.set_epoch(epoch), every.set_epoch(epoch)
+        kept, all_batches = list(full), list(every)
+        assert [len(y) for _, y in kept] == [128] * len(full)
+        for (x, y), (x_all, y_all) in zip(kept, all_batches):
+            assert torch.equal(x, x_all) and torch.equal(y, y_all)
+    evaluation = BatchIterator(images, labels, 128, MEAN, STD, train=False, drop_last=True)
+    assert sum(len(y) for _, y in evaluation) == 700, "evaluation never drops images"

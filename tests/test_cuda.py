@@ -45,3 +45,45 @@ def test_deterministic_recipe_repeats_bit_for_bit_on_the_gpu(tmp_path, data_dir)
                           "device=cuda", "deterministic=true", f"data_dir={data_dir}"])
     digests = [train(config, tmp_path / f"run{i}", progress=False).final["rank_weight_digests"][0] for i in range(2)]
     assert digests[0] == digests[1], f"two deterministic runs on one GPU should give the same weights: {digests}"
+
+
+@needs_cuda
+def test_the_gpu_data_path_copies_an_epochs_draws_once_and_evaluation_reads_once(cifar10):
+    """The sync-free data path on a real GPU (tests/test_device_transfers.py checks it on the meta device)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from device_traffic import count_traffic
+
+    from course_utils.evaluate import evaluate
+    from course_utils.models import create_model
+
+    images, labels = cifar10.x_train[:1000], cifar10.y_train[:1000]
+    kwargs = dict(batch_size=100, mean=(0.5,) * 3, std=(0.25,) * 3, device="cuda")
+    batches = BatchIterator(images, labels, train=True, padding=2, pad_mode="reflect", flip_mode="alternating", **kwargs)
+    with count_traffic("cuda") as traffic:
+        served = sum(1 for _ in batches)
+    assert (served, traffic.to_device, traffic.to_host) == (10, 1, 0)
+    model = create_model("fastnet", num_classes=10, width=8).cuda()
+    evaluation = BatchIterator(images, labels, train=False, **kwargs)
+    with count_traffic("cuda") as traffic:
+        evaluate(model, evaluation)
+    assert (traffic.to_device, traffic.to_host) == (0, 1)
+
+
+@needs_cuda
+def test_the_optimizer_is_fused_on_the_gpu_and_steps_with_the_fp16_scaler():
+    from course_utils.engine import build_model, build_optimizer, train_step
+
+    config = load_config(REPO_ROOT / "configs" / "fast.yaml", ["width=8"])
+    model = build_model(config, 10).cuda()
+    optimizer = build_optimizer(config, model)
+    assert [group["fused"] for group in optimizer.param_groups] == [True, True]
+    before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    scaler = torch.amp.GradScaler("cuda", init_scale=1024.0)  # the default 65536 may skip a first step on overflow
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    x, y = torch.randn(64, 3, 32, 32, device="cuda"), torch.randint(0, 10, (64,), device="cuda")
+    train_step(model, x, y, torch.nn.CrossEntropyLoss(), optimizer, scaler, scheduler, "fp16")
+    after = [p.detach() for p in model.parameters() if p.requires_grad]
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after)), "the fused step changed no weight"

@@ -161,3 +161,30 @@ def test_fast_recipe_stopped_and_resumed_equals_an_uninterrupted_run(tmp_path, d
     assert reference.final["tta"] == "flip" and set(reference.final["without_tta"]) == {"val", "test"}
     assert any("test-time augmentation 'flip'" in line for line in lines)
     assert reference.final["last"]["val"]["accuracy"] > 0.2, "300 images, 4 epochs: well above chance (10%)"
+
+
+def test_lookahead_foreach_update_equals_the_update_tensor_by_tensor():
+    """The foreach pull (one call for all tensors) gives bit for bit the weights and average of
+    ``lerp_`` then ``copy_`` on each parameter and float buffer in turn."""
+    torch.manual_seed(0)
+    model = create_model("fastnet", num_classes=10, width=8)
+    model(torch.randn(16, 3, 32, 32))  # BatchNorm running statistics move: float buffers too
+    reference = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    lookahead = Lookahead(every=1, start_epoch=0, total_steps=10)
+    lookahead.after_step(model, 1, epoch=0)  # the average starts at these weights
+    average = {k: v.clone() for k, v in reference.items() if v.is_floating_point()}
+    for step in range(2, 6):
+        with torch.no_grad():
+            for tensor in model.state_dict(keep_vars=True).values():
+                if tensor.is_floating_point():
+                    tensor.add_(torch.randn_like(tensor))
+        current = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        lookahead.after_step(model, step, epoch=0)
+        decay = lookahead.decay(step)
+        for name, value in average.items():  # the update written tensor by tensor
+            value.lerp_(current[name], 1.0 - decay)
+            current[name].copy_(value)
+        for name, value in average.items():
+            assert torch.equal(lookahead.average[name], value), f"step {step}: average of {name} differs"
+            assert torch.equal(model.state_dict()[name], current[name]), f"step {step}: weights of {name} differ"
+    assert lookahead.decay(5) > 0, "a zero decay would make the comparison trivial"
