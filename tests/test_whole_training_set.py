@@ -63,13 +63,16 @@ def test_a_run_without_validation_reports_no_val_numbers_and_chooses_nothing(tmp
     assert run.metrics[-1]["lr"] == pytest.approx(config.eta_min)
     environment = json.loads((tmp_path / "run" / "environment.json").read_text())
     assert (environment["drop_last"], environment["steps_per_epoch"], environment["total_steps"]) == (True, 3, 5)
-    # test.py re-evaluates it (without TTA): the same test accuracy, and no validation row.
+    # test.py re-evaluates it with its recorded TTA: final.json's test rows, and no validation row.
     overrides = [arg for item in WHOLE_SET for arg in ("--set", item)]
     evaluated = subprocess.run([sys.executable, "test.py", "--config", str(SMOKE), "--run-dir", str(tmp_path / "run"),
                                 *overrides], cwd=REPO_ROOT, capture_output=True, text=True)
     assert evaluated.returncode == 0, evaluated.stderr
-    test_acc = 100 * run.final["without_tta"]["test"]["accuracy"]
-    assert f"last epoch        test   {test_acc:9.2f}%" in evaluated.stdout, evaluated.stdout
+    with_tta = 100 * run.final["last"]["test"]["accuracy"]
+    without_tta = 100 * run.final["without_tta"]["test"]["accuracy"]
+    assert f"last epoch        test   {with_tta:9.2f}%" in evaluated.stdout, evaluated.stdout
+    assert f"last, no TTA      test   {without_tta:9.2f}%" in evaluated.stdout, evaluated.stdout
+    assert "the same table as final.json" in evaluated.stdout, evaluated.stdout
     assert " val " not in evaluated.stdout, evaluated.stdout
 
 
