@@ -10,6 +10,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import transforms
 from matplotlib.ticker import MaxNLocator
 
 
@@ -116,9 +117,19 @@ def plot_learning_curves(runs: dict, metric: str = "loss", ax=None, title: str |
             low = min(0.0, min(v for _, values, _ in plotted for v in values if np.isfinite(v)))
             ylim_top = top * 1.12 if top > 0 else top + 1
             ax.set_ylim(low, ylim_top)
-            for e, v, c in clipped:
-                ax.plot([e], [ylim_top], "^", color=c, markersize=7, clip_on=False)
-                ax.annotate(f"{v:.3g}", (e, ylim_top), textcoords="offset points", xytext=(6, -10), fontsize=7, color=c)
+            # Several runs often spike at the same epochs: triangles at one epoch sit side by side, and
+            # each value gets a row of its own under the top edge, so no two labels share a place.
+            per_epoch = {}
+            for e, _, _ in clipped:
+                per_epoch[e] = per_epoch.get(e, 0) + 1
+            seen = {}
+            for row, (e, v, c) in enumerate(sorted(clipped, key=lambda p: p[0])):
+                j = seen[e] = seen.get(e, -1) + 1
+                dx = 7.0 * (j - (per_epoch[e] - 1) / 2)  # points: spread the triangles of one epoch
+                at = transforms.offset_copy(ax.transData, fig=ax.figure, x=dx, y=0, units="points")
+                ax.plot([e], [ylim_top], "^", color=c, markersize=7, clip_on=False, transform=at)
+                ax.annotate(f"{v:.3g}", (e, ylim_top), xycoords=at, textcoords="offset points",
+                            xytext=(6, -10 - 9 * row), fontsize=7, color=c)
             ax.text(0.99, 0.98, f"{len(clipped)} point(s) above the axis: triangles, with their value",
                     transform=ax.transAxes, ha="right", va="top", fontsize=7, alpha=0.8)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -1,0 +1,130 @@
+"""Lessons 01, 03, 05 and 06 say what their committed outputs show.
+
+Each number a lesson's prose quotes must be printed by the code cell it interprets (commas are
+ignored, so "1,035" matches a printed 1035); the lessons describe the course as it is, without its
+history; lesson 01's guess about confused classes is answered with lesson 08's committed counts;
+and lesson 06's time estimates for the T4 and the A100 are the ones its own settings give.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+from course_utils.course import NOTEBOOKS_DIR
+
+# lesson -> {markdown cell id: (code cell ids whose outputs it interprets, the strings it quotes)}
+QUOTES = {
+    "01_data_and_split": {
+        "b01": (["c10"], ["7,972"]),
+        "b02": (["c12"], ["963", "1,035", "26.8"]),
+        "b03": (["c14", "b07-sizes"], ["40", "60", "6.7"]),
+        "b04": (["c17"], ["(0.492, 0.482, 0.447)", "(0.245, 0.243, 0.261)"]),
+        "b05": (["c19"], ["(0.2006, 0.1987, 0.2008)", "(0.2023, 0.1994, 0.2010)", "1.2131", "1.2974"]),
+        "b06": (["c24"], ["(0.2471, 0.2440, 0.2625)", "(0.2468, 0.2450, 0.2617)", "0.2006", "0.2034", "0.1993",
+                          "0.2003", "0.2011", "0.2021"]),
+        "c22": (["c21"], ["0.0002", "0.0001"]),
+        "b07-stratified-answer": (["b07-stratified"], ["189", "49,735", "963", "1,035"]),
+        "b07-colour-answer": (["b07-colour"], ["0.5268, 0.5615, 0.5902", "0.4899, 0.5248, 0.5540", "+0.063",
+                                               "+0.064", "0.420", "0.124", "0.560"]),
+        "b07-sizes-answer": (["b07-sizes"], ["4 to 14", "10 ± 3.0", "30%", "40 to 60", "50 ± 6.7", "13%",
+                                             "87 to 115", "100 ± 9.4", "9%", "963 to 1035", "1,000 ± 26.8", "3%"]),
+        "b07-stratified-stats-answer": (["b07-stratified-stats"], ["0.0013", "0.4458", "0.4471", "0.0002"]),
+    },
+}
+LESSONS = ["01_data_and_split", "03_resnet", "05_training", "06_lr_sensitivity"]
+HISTORY = re.compile(r"issue \d|\breview\b|earlier (version|execution)|previous (version|execution)|used to print|"
+                     r"seed's reference|in the committed laptop", re.IGNORECASE)
+
+
+def _cells(lesson: str) -> dict:
+    nb = nbformat.read(NOTEBOOKS_DIR / f"{lesson}.ipynb", as_version=4)
+    return {c.get("id"): c for c in nb.cells}
+
+
+def _output_text(cell) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            parts.append(output.get("text", ""))
+        elif "data" in output:
+            parts.append(output["data"].get("text/plain", ""))
+    return "".join(parts)
+
+
+def _without_commas(text: str) -> str:
+    return text.replace(",", "")
+
+
+@pytest.mark.parametrize("lesson,markdown_id", [(lesson, cid) for lesson, cells in QUOTES.items() for cid in cells])
+def test_each_quoted_number_is_in_the_committed_output_it_interprets(lesson, markdown_id):
+    cells = _cells(lesson)
+    code_ids, quoted = QUOTES[lesson][markdown_id]
+    prose = cells[markdown_id].source
+    printed = _without_commas("".join(_output_text(cells[cid]) for cid in code_ids))
+    assert printed, f"{lesson}: cells {code_ids} have no committed output"
+    for number in quoted:
+        assert number in prose, f"{lesson}, cell {markdown_id}: the prose no longer quotes {number!r}"
+        assert _without_commas(number) in printed, (
+            f"{lesson}, cell {markdown_id} quotes {number!r}, which cells {code_ids} do not print")
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_lessons_describe_the_course_as_it_is(lesson):
+    prose = "\n".join(c.source for c in _cells(lesson).values() if c.cell_type == "markdown")
+    found = sorted({m.group(0) for m in HISTORY.finditer(prose)})
+    assert not found, f"{lesson} refers to its own history or repeats the provenance note: {found}"
+
+
+def test_lesson_01s_question_about_confused_classes_has_lesson_08s_answer():
+    printed = _output_text(_cells("08_failure_analysis")["1e960c6e"])
+    pairs = re.findall(r"(\w+) <-> (\w+)\s+(\d+) mistakes", printed)
+    total = re.search(r"([\d,]+) mistakes; the pairs", printed).group(1)
+    assert len(pairs) == 5, f"lesson 08 no longer prints its five most confused pairs: {printed!r}"
+    answer = _cells("01_data_and_split")["c07"].source
+    assert f"{total} test mistakes" in answer, f"lesson 01 must quote lesson 08's {total} mistakes"
+    for a, b, count in pairs:
+        assert f"{a} ↔ {b}" in answer and count in answer, f"lesson 01 must name {a} ↔ {b} ({count}) as lesson 08 does"
+    top = {frozenset((a, b)) for a, b, _ in pairs}
+    for a, b in (("automobile", "truck"), ("deer", "horse")):
+        assert frozenset((a, b)) not in top, f"lesson 08 now confuses {a} and {b} most: lesson 01's answer is wrong"
+
+
+def _lesson_06_runs(profile: str):
+    """The grid and overfitting configs lesson 06 trains in ``profile``, from its own SETTINGS cell."""
+    from course_utils.lr_sweeps import grid_config
+    from course_utils.profiles import profile_config
+
+    source = next(c.source for c in _cells("06_lr_sensitivity").values() if "SETTINGS = {" in c.source)
+    namespace = {"PROFILE": profile}
+    exec(source, namespace)  # noqa: S102 - the lesson's own settings, a dict literal
+    settings = namespace["SETTINGS"]
+    base = profile_config(profile).replace(**settings["grid"])
+    grid = [grid_config(base, lr, warmup == "warmup", seed)
+            for warmup, seeds in settings["seeds"].items() for lr, n in seeds.items() for seed in range(n)]
+    overfit = profile_config(profile).replace(keep_best=False, **settings["overfit"])
+    pair = [config.replace(seed=seed) for config in (overfit, overfit.replace(augment=False, weight_decay=0.0))
+            for seed in settings["overfit_seeds"]]
+    return grid, pair
+
+
+def _shown(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{60 * hours:.0f} min"
+
+
+@pytest.mark.parametrize("profile", ["gpu", "full"])
+def test_lesson_06_states_the_gpu_estimates_its_own_settings_give(profile):
+    from course_utils.timing import reference_gpu_hours, train_images
+
+    grid, pair = _lesson_06_runs(profile)
+    hours = reference_gpu_hours(grid + pair)  # the lr-1e4 runs stop within a few steps: not counted
+    text = " ".join(_cells("06_lr_sensitivity")["time-estimate"].source.replace("**", "").split())
+    stated = f"{len(grid)} grid runs of {grid[0].epochs} epochs"
+    assert stated in text, f"lesson 06 must say its {profile} profile trains {stated}"
+    assert f"four {pair[0].epochs}-epoch runs on {train_images(pair[0]):,}" in text, (
+        f"lesson 06 misstates its {profile} profile's overfitting runs")
+    for gpu in ("T4", "A100"):
+        assert f"{_shown(hours[gpu])} on a{'n' if gpu == 'A100' else ''} {gpu}" in text, (
+            f"lesson 06's {profile} estimate for the {gpu} must be {_shown(hours[gpu])} (from its SETTINGS)")
