@@ -169,8 +169,10 @@ def plot_reliability_diagram(probs, labels, n_bins: int = 15, ax=None, title: st
                              min_count: int = MIN_BIN_COUNT):
     """Reliability diagram: accuracy per confidence bin against the diagonal.
 
-    Blue bars are the accuracy in each bin; the hatched red part is the gap to the
-    bin's mean confidence (below the diagonal = overconfident). The number written at
+    Blue bars are the accuracy in each bin; the hatched part is the gap to the bin's mean
+    confidence: red above the bar where the bin is overconfident (confidence above accuracy),
+    green inside the bar where it is underconfident (accuracy above confidence); the legend
+    names each kind the diagram draws. The number written at
     the foot of each bin is its sample count (they sum to N). A bin with fewer than
     ``min_count`` samples gets no bar, only an open circle at its accuracy: its accuracy
     is too noisy for a bar. ECE is in the legend.
@@ -190,9 +192,17 @@ def plot_reliability_diagram(probs, labels, n_bins: int = 15, ax=None, title: st
 
     ax.bar(centers[solid], bins["accuracy"][solid], width=width, color="tab:blue", edgecolor="black",
            linewidth=0.5, label="accuracy", zorder=2)
-    ax.bar(centers[solid], (bins["confidence"] - bins["accuracy"])[solid], bottom=bins["accuracy"][solid],
-           width=width, color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//", linewidth=0.5,
-           label="gap to confidence", zorder=3)
+    gap = bins["confidence"] - bins["accuracy"]
+    over, under = solid & (gap >= 0), solid & (gap < 0)
+    # Each direction in its own colour and legend entry: an underconfident gap lies inside its bar.
+    if over.any():
+        ax.bar(centers[over], gap[over], bottom=bins["accuracy"][over], width=width, color="tab:red", alpha=0.3,
+               edgecolor="tab:red", hatch="//", linewidth=0.5, label="gap: overconfident (confidence above accuracy)",
+               zorder=3)
+    if under.any():
+        ax.bar(centers[under], gap[under], bottom=bins["accuracy"][under], width=width, color="tab:green",
+               alpha=0.45, edgecolor="tab:green", hatch="\\\\", linewidth=0.5,
+               label="gap: underconfident (accuracy above confidence)", zorder=3)
     if sparse.any():
         ax.scatter(centers[sparse], bins["accuracy"][sparse], s=22, facecolors="none", edgecolors="tab:blue",
                    zorder=4, label=f"accuracy, bin with < {min_count} samples")

@@ -212,11 +212,32 @@ def test_reliability_diagram_draws_no_bar_for_a_nearly_empty_bin():
         accuracy_bars = next(c for c in ax.containers if c.get_label() == "accuracy")
         assert [round(b.get_x() + b.get_width() / 2, 6) for b in accuracy_bars] == [0.95], \
             "only the bin with >= min_count samples may be drawn as a bar"
-        gap_bars = next(c for c in ax.containers if c.get_label() == "gap to confidence")
+        gap_bars = next(c for c in ax.containers if c.get_label().startswith("gap: overconfident"))
         assert len(gap_bars) == 1, "a nearly empty bin must not draw a full-height gap either"
         sparse = [c for c in ax.collections if c.get_label().startswith("accuracy, bin with <")]
         assert len(sparse) == 1 and np.allclose(sparse[0].get_offsets(), [[0.15, 0.0]]), \
             "the sparse bin shows as a marker at its accuracy"
+    finally:
+        plt.close(ax.figure)
+
+
+def test_reliability_diagram_names_overconfident_and_underconfident_gaps_in_its_legend():
+    # bin 0.95: 100 samples, 80 right (overconfident by 0.15); bin 0.55: 100 samples, 90 right (underconfident by 0.35)
+    probs, labels = probs_with_confidence([0.95] * 100 + [0.55] * 100,
+                                          [True] * 80 + [False] * 20 + [True] * 90 + [False] * 10)
+    ax = plot_reliability_diagram(probs, labels, n_bins=10, min_count=20)
+    try:
+        bars = {c.get_label(): c for c in ax.containers}
+        over = bars["gap: overconfident (confidence above accuracy)"]
+        under = bars["gap: underconfident (accuracy above confidence)"]
+        assert [round(b.get_x() + b.get_width() / 2, 6) for b in over] == [0.95], "the 0.95 bin is overconfident"
+        assert [round(b.get_x() + b.get_width() / 2, 6) for b in under] == [0.55], "the 0.55 bin is underconfident"
+        assert np.isclose(under[0].get_y() + under[0].get_height(), 0.55), "the green gap ends at the mean confidence"
+        assert over[0].get_facecolor() != under[0].get_facecolor(), "the two directions must look different"
+        legend_texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert any(t.startswith("gap: underconfident") for t in legend_texts), \
+            f"the underconfident shading must be explained in the legend: {legend_texts}"
+        assert any(t.startswith("gap: overconfident") for t in legend_texts), legend_texts
     finally:
         plt.close(ax.figure)
 
