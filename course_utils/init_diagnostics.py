@@ -24,8 +24,17 @@ from course_utils.init import (
     plain_net,
 )
 
-# One colour per initialization scheme, the same in every figure of lesson 04.
+# One colour and line style per initialization scheme, the same in every figure of lesson 04. Schemes whose
+# curves can coincide (default and small both sit at ln 10 without normalization) get dashes that interleave,
+# so that neither hides the other.
 SCHEME_COLORS = {"kaiming": "C0", "xavier": "C1", "default": "C2", "small": "C3", "large": "C4", "trunc_normal": "C5"}
+SCHEME_LINESTYLES = {"kaiming": "-", "xavier": "-", "default": (0, (4, 4)), "small": (4, (4, 4)), "large": "-.",
+                     "trunc_normal": ":"}
+
+
+def scheme_style(scheme: str, index: int = 0) -> dict:
+    """Matplotlib ``color`` and ``linestyle`` of ``scheme`` (``C<index>``, solid, for a scheme without its own)."""
+    return {"color": SCHEME_COLORS.get(scheme, f"C{index}"), "linestyle": SCHEME_LINESTYLES.get(scheme, "-")}
 
 
 def fan_table(model: nn.Module) -> list[dict]:
@@ -149,7 +158,7 @@ def plot_depth_profiles(profiles: dict, key: str, ax=None, title: str | None = N
         label = scheme
         if not drawable.all():
             label += f" ({(~drawable).sum()} layers 0/inf/nan, not drawn)"
-        ax.plot(layers[drawable], values[drawable], "o-", ms=3, color=SCHEME_COLORS.get(scheme, f"C{i}"), label=label)
+        ax.plot(layers[drawable], values[drawable], marker="o", ms=3, label=label, **scheme_style(scheme, i))
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer (conv 1..depth, then the linear classifier)")
@@ -228,13 +237,14 @@ def plot_training_curves(results: dict, ax=None, title: str | None = None, windo
                          chance: float | None = math.log(10)):
     """Training loss against SGD step, one line per (scheme, seed), smoothed over ``window`` steps.
 
-    The seeds of a scheme share its colour, so their spread shows the noise. A run that went
-    inf/NaN is not drawn; the legend says at which step it diverged.
+    The seeds of a scheme share its colour and line style (``scheme_style``), so their spread
+    shows the noise and coinciding schemes stay visible. A run that went inf/NaN is not drawn;
+    the legend says at which step it diverged.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
     for i, (scheme, runs) in enumerate(results.items()):
-        color = SCHEME_COLORS.get(scheme, f"C{i}")
+        style = scheme_style(scheme, i)
         diverged = [int(np.flatnonzero(~np.isfinite(r["losses"]))[0]) + 1 for r in runs if not np.isfinite(r["losses"]).all()]
         label = f"{scheme} ({len(runs)} seeds)"
         if diverged:
@@ -245,12 +255,12 @@ def plot_training_curves(results: dict, ax=None, title: str | None = None, windo
                 continue
             smooth = running_mean(run["losses"], window)
             steps = np.arange(len(smooth)) + min(window, len(run["losses"]))
-            ax.plot(steps, smooth, color=color, lw=1.2, alpha=0.8, label=None if drawn else label)
+            ax.plot(steps, smooth, lw=1.4, alpha=0.9, label=None if drawn else label, **style)
             drawn = True
         if not drawn:
-            ax.plot([], [], color=color, label=label)
-    if chance is not None:
-        ax.axhline(chance, color="0.5", ls=":", lw=1, label="ln(10): uniform guess")
+            ax.plot([], [], label=label, **style)
+    if chance is not None:  # a wide pale band behind the curves, so that curves lying on it stay visible
+        ax.axhline(chance, color="0.6", lw=4, alpha=0.35, zorder=0, label="ln(10): uniform guess")
     ax.set_xlabel("SGD step")
     ax.set_ylabel(f"training loss (mean of the last {window} steps)")
     ax.grid(alpha=0.3)

@@ -151,3 +151,23 @@ def test_run_state_and_result_table(tmp_path):
     assert "best val (epoch 1)" in lines[1] and "not ours" in lines[1]
     assert lines[3].split() == ["train", "90.00%", "90.00%", "~99.98%"]
     assert lines[5].split() == ["test", "79.00%", "79.00%", "~93.64%"]
+
+
+
+def test_coinciding_schemes_stay_visible_in_the_training_curves():
+    """Without normalization `default` and `small` both sit at ln 10: their dashes interleave, so neither hides the other."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from course_utils import init_diagnostics
+
+    flat = {"losses": np.full(50, np.log(10))}
+    ax = init_diagnostics.plot_training_curves({"default": [flat], "small": [flat]}, window=5)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    default, small = lines["default (1 seeds)"], lines["small (1 seeds)"]
+    np.testing.assert_array_equal(default.get_ydata(), small.get_ydata())  # the same curve, drawn twice
+    (offset_a, (on_a, off_a)), (offset_b, (on_b, off_b)) = (init_diagnostics.scheme_style(s)["linestyle"]
+                                                            for s in ("default", "small"))
+    assert (on_a, off_a) == (on_b, off_b) and on_a == off_a, "equal dashes and gaps"
+    assert abs(offset_b - offset_a) == on_a, "one scheme's dashes fall in the other's gaps"
+    assert default.get_color() != small.get_color()
