@@ -10,13 +10,11 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from pathlib import Path
 
-import nbformat
 import pytest
 import torch
+from notebook_cells import cells, output_text
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 LESSON = "09_vit_vs_resnet"
 
 # markdown cell -> the code cells (notebook, cell id) whose committed outputs its numbers quote
@@ -46,20 +44,6 @@ NOT_RESULTS = {"exercises": {"489,565": "exercise 1's answer: test_exercise_1_an
 
 NUMBER = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,])|(?<![\w.,])\d+\.\d+(?![\d])")
 FENCE = re.compile(r"```.*?```", re.S)
-
-
-def cells(notebook: str) -> dict:
-    return {c.id: c for c in nbformat.read(NOTEBOOKS / f"{notebook}.ipynb", as_version=4).cells}
-
-
-def output_text(cell) -> str:
-    parts = []
-    for out in cell.outputs:
-        if out.output_type == "stream":
-            parts.append(out.text)
-        elif "data" in out:
-            parts.append(out.data.get("text/plain", ""))
-    return "".join(parts)
 
 
 def appears(number: str, text: str) -> bool:

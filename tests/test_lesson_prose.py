@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 
-import nbformat
 import pytest
 
 from course_utils.course import NOTEBOOKS_DIR
+from notebook_cells import cells, output_text
 
 # lesson -> {markdown cell id: (code cell ids whose outputs it interprets, the strings it quotes)}
 QUOTES = {
@@ -53,31 +53,16 @@ HISTORY = re.compile(r"issue \d|\breview\b|earlier (version|execution)|previous 
                      r"seed's reference|in the committed laptop", re.IGNORECASE)
 
 
-def _cells(lesson: str) -> dict:
-    nb = nbformat.read(NOTEBOOKS_DIR / f"{lesson}.ipynb", as_version=4)
-    return {c.get("id"): c for c in nb.cells}
-
-
-def _output_text(cell) -> str:
-    parts = []
-    for output in cell.get("outputs", []):
-        if output.get("output_type") == "stream":
-            parts.append(output.get("text", ""))
-        elif "data" in output:
-            parts.append(output["data"].get("text/plain", ""))
-    return "".join(parts)
-
-
 def _without_commas(text: str) -> str:
     return text.replace(",", "")
 
 
 @pytest.mark.parametrize("lesson,markdown_id", [(lesson, cid) for lesson, cells in QUOTES.items() for cid in cells])
 def test_each_quoted_number_is_in_the_committed_output_it_interprets(lesson, markdown_id):
-    cells = _cells(lesson)
+    lesson_cells = cells(lesson)
     code_ids, quoted = QUOTES[lesson][markdown_id]
-    prose = cells[markdown_id].source
-    printed = _without_commas("".join(_output_text(cells[cid]) for cid in code_ids))
+    prose = lesson_cells[markdown_id].source
+    printed = _without_commas("".join(output_text(lesson_cells[cid]) for cid in code_ids))
     assert printed, f"{lesson}: cells {code_ids} have no committed output"
     for number in quoted:
         assert number in prose, f"{lesson}, cell {markdown_id}: the prose no longer quotes {number!r}"
@@ -87,17 +72,17 @@ def test_each_quoted_number_is_in_the_committed_output_it_interprets(lesson, mar
 
 @pytest.mark.parametrize("lesson", sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
 def test_lessons_describe_the_course_as_it_is(lesson):
-    prose = "\n".join(c.source for c in _cells(lesson).values() if c.cell_type == "markdown")
+    prose = "\n".join(c.source for c in cells(lesson).values() if c.cell_type == "markdown")
     found = sorted({m.group(0) for m in HISTORY.finditer(prose)})
     assert not found, f"{lesson} refers to its own history or repeats the provenance note: {found}"
 
 
 def test_lesson_01s_question_about_confused_classes_has_lesson_08s_answer():
-    printed = _output_text(_cells("08_failure_analysis")["1e960c6e"])
+    printed = output_text(cells("08_failure_analysis")["1e960c6e"])
     pairs = re.findall(r"(\w+) <-> (\w+)\s+(\d+) mistakes", printed)
     total = re.search(r"([\d,]+) mistakes; the pairs", printed).group(1)
     assert len(pairs) == 5, f"lesson 08 no longer prints its five most confused pairs: {printed!r}"
-    answer = _cells("01_data_and_split")["c07"].source
+    answer = cells("01_data_and_split")["c07"].source
     assert f"{total} test mistakes" in answer, f"lesson 01 must quote lesson 08's {total} mistakes"
     for a, b, count in pairs:
         assert f"{a} ↔ {b}" in answer and count in answer, f"lesson 01 must name {a} ↔ {b} ({count}) as lesson 08 does"
@@ -111,7 +96,7 @@ def _lesson_06_runs(profile: str):
     from course_utils.lr_sweeps import grid_config
     from course_utils.profiles import profile_config
 
-    source = next(c.source for c in _cells("06_lr_sensitivity").values() if "SETTINGS = {" in c.source)
+    source = next(c.source for c in cells("06_lr_sensitivity").values() if "SETTINGS = {" in c.source)
     namespace = {"PROFILE": profile}
     exec(source, namespace)  # noqa: S102 - the lesson's own settings, a dict literal
     settings = namespace["SETTINGS"]
@@ -136,7 +121,7 @@ def test_lesson_06_states_the_gpu_estimates_its_own_settings_give(profile):
 
     grid, pair = _lesson_06_runs(profile)
     hours = reference_gpu_hours(grid + pair)  # the lr-1e4 runs stop within a few steps: not counted
-    text = " ".join(_cells("06_lr_sensitivity")["time-estimate"].source.replace("**", "").split())
+    text = " ".join(cells("06_lr_sensitivity")["time-estimate"].source.replace("**", "").split())
     stated = f"{len(grid)} grid runs of {grid[0].epochs} epochs"
     assert stated in text, f"lesson 06 must say its {profile} profile trains {stated}"
     assert f"eight {pair[0].epochs}-epoch runs on {train_images(pair[0]):,}" in text, (
