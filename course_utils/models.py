@@ -6,15 +6,27 @@ Registered names (see ``list_models()``):
   (3x3 stride-1 stem, no max-pool, stages of 64/128/256/512 channels at strides 1/2/2/2).
   ``stem="imagenet"`` swaps in torchvision's 7x7 stride-2 conv + 3x3 stride-2 max-pool, to
   show why that stem fails on 32x32 images (8x8 maps after the stem, 1x1 in the last stage).
+- ``resnet20``, ``resnet32``, ``resnet44``, ``resnet56``, ``resnet110``: He et al. (2016)'s CIFAR
+  family, 6n+2 layers in three stages of n BasicBlocks with 16/32/64 channels (``width`` = the
+  first stage's channels, 16 by default). ``shortcut="A"`` (their CIFAR choice, the default) pads
+  the identity with zero channels when a stage doubles them; ``shortcut="B"`` uses a 1x1
+  projection. ``plain20`` ... ``plain110``: the same networks without shortcuts, for the
+  degradation experiment (the deeper plain net trains worse).
 - ``vit_tiny``, ``vit_small`` (alias ``vit``): a ViT for 32x32 images, patch size 4.
 - ``fastnet``, ``fastnet_wide``: airbench's fast net (frozen patch-whitening conv, three
   conv-pool-BatchNorm-GELU groups of ``width * (1, 2, 2)`` or ``width * (1, 4, 4)`` channels).
 
 Every model takes images ``(N, 3, 32, 32)`` (either memory format) and returns logits
-``(N, num_classes)``. Parameter counts at the defaults (width 64, 10 classes), printed by
-``count_parameters``; GroupNorm and BatchNorm have the same parameters, so the counts agree:
+``(N, num_classes)``. Parameter counts at each model's default width (64; 16 for the CIFAR family,
+whose counts are those of He et al.'s Table 6), 10 classes, printed by ``count_parameters``;
+GroupNorm and BatchNorm have the same parameters, so the counts agree:
 
 =============  ============
+resnet20          269,722
+resnet32          464,154
+resnet44          658,586
+resnet56          853,018
+resnet110       1,727,962
 resnet18       11,173,962
 resnet34       21,282,122
 resnet50       23,520,842
@@ -63,7 +75,7 @@ def create_model(
     name: str,
     num_classes: int = 10,
     norm: str = "batch",
-    width: int = 64,
+    width: int | None = None,
     init: str | None = None,
     zero_init_residual: bool = False,
     **kwargs,
@@ -75,8 +87,9 @@ def create_model(
         num_classes: size of the output logits ``(N, num_classes)``.
         norm: ``"batch"`` or ``"group"`` (see ``make_norm``); ViTs use LayerNorm and accept
             only the default.
-        width: channels of the first ResNet stage (64 = the reference network); the stages
-            then have ``width * (1, 2, 4, 8)`` channels. For ViTs it scales the embedding
+        width: channels of the first ResNet stage; ``None`` takes the model's own (64 = the
+            reference ResNet-18, whose stages then have ``width * (1, 2, 4, 8)`` channels; 16 for
+            the CIFAR family, ``width * (1, 2, 4)``). For ViTs it scales the embedding
             dimension by ``width / 64`` (the head count stays, so the head dimension shrinks).
         init: a scheme of ``course_utils.init.INIT_SCHEMES``; ``None`` applies the model's
             reference scheme (``"kaiming"`` for ResNets, ``"trunc_normal"`` for ViTs).
@@ -89,11 +102,13 @@ def create_model(
         raise ValueError(f"unknown model {name!r}; choose one of: {choices}")
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; choose one of: {', '.join(NORMS)}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+    if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
         raise ValueError(f"width must be a positive int (64 = reference), got {width!r}")
     if init is not None and init not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {init!r}; choose one of: {', '.join(INIT_SCHEMES)}")
-    model = _MODELS[canonical](num_classes=num_classes, norm=norm, width=width, **kwargs)
+    if width is not None:
+        kwargs["width"] = width
+    model = _MODELS[canonical](num_classes=num_classes, norm=norm, **kwargs)
     scheme = init if init is not None else model.reference_init
     return init_weights(model, scheme=scheme, zero_init_residual=zero_init_residual)
 
@@ -160,10 +175,34 @@ def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
 
 
-def shortcut(in_channels: int, out_channels: int, stride: int, norm: str) -> nn.Module:
-    """Identity when the shape is kept, else a strided 1x1 projection + norm (option B of He et al.)."""
+SHORTCUTS = ("A", "B", "none")
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A of He et al.: subsample by ``stride`` and append zero channels; no parameters.
+
+    ``(N, in, H, W) -> (N, out, H/stride, W/stride)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.extra_channels, self.stride = out_channels - in_channels, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+
+
+def shortcut(in_channels: int, out_channels: int, stride: int, norm: str, option: str = "B") -> nn.Module | None:
+    """What a block adds to its output: the identity when the shape is kept, else option ``"A"``
+    (zero-padded, parameter-free) or ``"B"`` (strided 1x1 projection + norm); ``"none"`` for a
+    plain block, which adds nothing (``None``)."""
+    if option == "none":
+        return None
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
+    if option == "A":
+        return ZeroPadShortcut(in_channels, out_channels, stride)
     return nn.Sequential(
         nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
         make_norm(norm, out_channels),
@@ -175,13 +214,15 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, in_channels: int, planes: int, stride: int, norm: str):
+    def __init__(self, in_channels: int, planes: int, stride: int, norm: str, shortcut_option: str = "B"):
         super().__init__()
         self.conv1 = conv3x3(in_channels, planes, stride)
         self.norm1 = make_norm(norm, planes)
         self.conv2 = conv3x3(planes, planes)
         self.norm2 = make_norm(norm, planes)
-        self.shortcut = shortcut(in_channels, planes, stride, norm)
+        self.shortcut = shortcut(in_channels, planes, stride, norm, shortcut_option)
+        if self.shortcut is None:  # a plain block has no identity to start as
+            self.last_norm = None
 
     def last_norm(self) -> nn.Module:
         """The norm whose zero weight makes the block the identity (``zero_init_residual``)."""
@@ -190,6 +231,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.norm1(self.conv1(x)))
         out = self.norm2(self.conv2(out))
+        if self.shortcut is None:
+            return F.relu(out)
         return F.relu(out + self.shortcut(x))
 
 
@@ -316,6 +359,66 @@ def resnet50(num_classes: int = 10, norm: str = "batch", width: int = 64, stem: 
 def imagenet_stem_resnet18(num_classes: int = 10, norm: str = "batch", width: int = 64) -> ResNet:
     """ResNet-18 with the ImageNet stem, Kaiming-initialized: the lesson's counter-example."""
     return create_model("resnet18", num_classes=num_classes, norm=norm, width=width, stem="imagenet")
+
+
+# --------------------------------------------------------------------------- He et al.'s CIFAR family
+
+
+class CifarResNet(nn.Module):
+    """He et al. (2016, section 4.2): a 3x3 conv, then three stages of ``n`` BasicBlocks with
+    ``width * (1, 2, 4)`` channels at strides 1/2/2, pool and fc: ``6n + 2`` weighted layers.
+
+    Shapes at ``width=16``: stem ``(N, 16, 32, 32)``, layer1 ``(N, 16, 32, 32)``, layer2
+    ``(N, 32, 16, 16)``, layer3 ``(N, 64, 8, 8)``, pool ``(N, 64)``, fc ``(N, num_classes)``.
+    ``shortcut="none"`` builds the plain network of the same depth.
+    """
+
+    reference_init = "kaiming"
+
+    def __init__(self, n: int, num_classes: int = 10, norm: str = "batch", width: int = 16, shortcut: str = "A"):
+        super().__init__()
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"unknown shortcut {shortcut!r}; choose one of: {', '.join(SHORTCUTS)}")
+        self.stem = cifar_stem(width, norm)
+        channels, stages = width, []
+        for i in range(3):
+            planes, stride = width * 2**i, 1 if i == 0 else 2
+            blocks = [BasicBlock(channels if j == 0 else planes, planes, stride if j == 0 else 1, norm, shortcut)
+                      for j in range(n)]
+            channels = planes
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.pool = GlobalAvgPool()
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W) -> (N, num_classes)`` logits."""
+        x = self.layer3(self.layer2(self.layer1(self.stem(images))))
+        return self.fc(self.pool(x))
+
+
+def _register_cifar_family(depth: int) -> None:
+    """Register ``resnet<depth>`` (shortcut option A by default) and ``plain<depth>``."""
+    n = (depth - 2) // 6
+
+    def residual(num_classes: int = 10, norm: str = "batch", width: int = 16, shortcut: str = "A") -> CifarResNet:
+        if shortcut == "none":
+            raise ValueError(f"resnet{depth} has shortcuts (A or B); the network without them is plain{depth}")
+        return CifarResNet(n, num_classes, norm, width, shortcut)
+
+    def plain(num_classes: int = 10, norm: str = "batch", width: int = 16) -> CifarResNet:
+        return CifarResNet(n, num_classes, norm, width, shortcut="none")
+
+    residual.__name__, plain.__name__ = f"resnet{depth}", f"plain{depth}"
+    residual.__doc__ = f"He et al.'s {depth}-layer CIFAR ResNet (n = {n}), shortcut option A or B."
+    plain.__doc__ = f"resnet{depth} without shortcuts: {depth} layers stacked plainly."
+    register_model(residual)
+    register_model(plain)
+
+
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+for _depth in CIFAR_DEPTHS:
+    _register_cifar_family(_depth)
 
 
 # --------------------------------------------------------------------------- ViT

@@ -138,3 +138,70 @@ def test_feature_map_shapes_lists_stages_in_order_and_restores_train_mode():
     assert names == ["stem", "layer1", "layer2", "layer3", "layer4", "pool", "fc"]
     assert model.training, "feature_map_shapes must restore train mode"
     assert all(not module._forward_hooks for module in model.modules()), "hooks left attached"
+
+
+# He et al. (2016), Table 6: 0.27M, 0.46M, 0.66M, 0.85M and 1.7M parameters with option A shortcuts.
+HE_TABLE6 = {20: 269_722, 32: 464_154, 44: 658_586, 56: 853_018, 110: 1_727_962}
+
+
+@pytest.mark.parametrize("depth,expected", sorted(HE_TABLE6.items()))
+def test_cifar_family_has_the_parameter_counts_of_he_et_al_table_6(depth, expected):
+    count = count_parameters(create_model(f"resnet{depth}"))
+    assert count == expected, f"resnet{depth}: {count:,} parameters, expected {expected:,}"
+    millions = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7}[depth]
+    assert round(count / 1e6, 2 if depth < 110 else 1) == millions, f"resnet{depth} is not Table 6's {millions}M"
+
+
+@pytest.mark.parametrize("depth", sorted(HE_TABLE6))
+def test_cifar_family_has_6n_plus_2_weighted_layers(depth):
+    model = create_model(f"resnet{depth}")
+    weighted = [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(weighted) == depth, f"resnet{depth} (option A) should have {depth} conv/linear layers, has {len(weighted)}"
+    assert model.layer3[-1].conv2.out_channels == 64, "the last stage of the CIFAR family has 64 channels"
+
+
+def test_option_a_adds_no_parameters_and_option_b_adds_the_two_projections():
+    a, b = create_model("resnet20", shortcut="A"), create_model("resnet20", shortcut="B")
+    plain = create_model("plain20")
+    assert count_parameters(a) == count_parameters(plain), "option A (zero padding) must add no parameters"
+    # Two stage transitions, each a 1x1 conv (16->32, 32->64) with a BatchNorm (weight + bias).
+    projections = (16 * 32 + 2 * 32) + (32 * 64 + 2 * 64)
+    assert count_parameters(b) - count_parameters(a) == projections
+
+
+def test_option_a_shortcut_subsamples_and_pads_with_zero_channels():
+    block = create_model("resnet20").layer2[0]
+    x = _images(2)[:, :1].repeat(1, 16, 1, 1)
+    out = block.shortcut(x)
+    assert out.shape == (2, 32, 16, 16)
+    assert torch.equal(out[:, :16], x[:, :, ::2, ::2]), "option A keeps every other pixel of the input channels"
+    assert torch.count_nonzero(out[:, 16:]) == 0, "option A's added channels are zeros"
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_a_plain_net_has_no_shortcut_and_differs_from_its_residual_twin(depth):
+    plain, residual = create_model(f"plain{depth}"), create_model(f"resnet{depth}")
+    blocks = [m for m in plain.modules() if hasattr(m, "shortcut")]
+    assert len(blocks) == 3 * (depth - 2) // 6 and all(b.shortcut is None for b in blocks)
+    residual.load_state_dict(plain.state_dict())  # same weights: only the shortcuts differ
+    images = _images(2)
+    with torch.no_grad():
+        assert not torch.allclose(plain.eval()(images), residual.eval()(images)), "the shortcut must change the output"
+
+
+def test_zero_init_residual_leaves_plain_blocks_alone():
+    plain = create_model("plain20", zero_init_residual=True)
+    assert all(float(b.norm2.weight.detach().min()) == 1.0 for b in plain.modules() if hasattr(b, "norm2")), (
+        "a plain block has no identity to start as, so its last norm stays at weight 1"
+    )
+    residual = create_model("resnet20", zero_init_residual=True)
+    assert all(float(b.norm2.weight.detach().abs().max()) == 0.0 for b in residual.modules() if hasattr(b, "norm2"))
+
+
+def test_cifar_family_width_default_and_bad_shortcut():
+    assert feature_map_shapes(create_model("resnet20"))[-2] == ("pool", (1, 64))
+    assert feature_map_shapes(create_model("resnet20", width=32))[-2] == ("pool", (1, 128))
+    with pytest.raises(ValueError, match="unknown shortcut 'C'"):
+        create_model("resnet20", shortcut="C")
+    with pytest.raises(ValueError, match="plain20"):
+        create_model("resnet20", shortcut="none")
