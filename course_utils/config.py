@@ -83,7 +83,7 @@ class TrainConfig:
 
 CHOICES = {
     "dataset": ("cifar10", "cifar100"),
-    "norm": ("batch", "group"),
+    "norm": ("batch", "group", "none"),
     "optimizer": ("sgd", "adamw"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "class_weighting": ("none", "balanced"),

@@ -49,7 +49,7 @@ from torch import nn
 from course_utils.init import INIT_SCHEMES, init_weights
 from course_utils.whitening import whitening_filters
 
-NORMS = ("batch", "group")
+NORMS = ("batch", "group", "none")  # "none": no normalization, to show what BatchNorm buys
 STEMS = ("cifar", "imagenet")
 GROUPNORM_MAX_GROUPS = 32  # Wu & He (2018)'s default group count
 
@@ -85,7 +85,7 @@ def create_model(
     Args:
         name: one of ``list_models()``, or the alias ``"vit"`` (= ``"vit_small"``).
         num_classes: size of the output logits ``(N, num_classes)``.
-        norm: ``"batch"`` or ``"group"`` (see ``make_norm``); ViTs use LayerNorm and accept
+        norm: ``"batch"``, ``"group"`` or ``"none"`` (see ``make_norm``); ViTs use LayerNorm and accept
             only the default.
         width: channels of the first ResNet stage; ``None`` takes the model's own (64 = the
             reference ResNet-18, whose stages then have ``width * (1, 2, 4, 8)`` channels; 16 for
@@ -104,6 +104,8 @@ def create_model(
         raise ValueError(f"unknown norm {norm!r}; choose one of: {', '.join(NORMS)}")
     if width is not None and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
         raise ValueError(f"width must be a positive int (64 = reference), got {width!r}")
+    if zero_init_residual and norm == "none":
+        raise ValueError("zero_init_residual zeroes each block's last norm; norm='none' has no norm to zero")
     if init is not None and init not in INIT_SCHEMES:
         raise ValueError(f"unknown init scheme {init!r}; choose one of: {', '.join(INIT_SCHEMES)}")
     if width is not None:
@@ -162,11 +164,15 @@ def groupnorm_groups(channels: int) -> int:
 
 
 def make_norm(norm: str, channels: int) -> nn.Module:
-    """``BatchNorm2d(channels)`` or ``GroupNorm(groupnorm_groups(channels), channels)``."""
+    """``BatchNorm2d(channels)``, ``GroupNorm(groupnorm_groups(channels), channels)``, or for
+    ``"none"`` the identity (the convs keep no bias: the network is the normalized one with its
+    norms removed, nothing else changed)."""
     if norm == "batch":
         return nn.BatchNorm2d(channels)
     if norm == "group":
         return nn.GroupNorm(groupnorm_groups(channels), channels)
+    if norm == "none":
+        return nn.Identity()
     raise ValueError(f"unknown norm {norm!r}; choose one of: {', '.join(NORMS)}")
 
 

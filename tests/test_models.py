@@ -205,3 +205,18 @@ def test_cifar_family_width_default_and_bad_shortcut():
         create_model("resnet20", shortcut="C")
     with pytest.raises(ValueError, match="plain20"):
         create_model("resnet20", shortcut="none")
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet20", "plain20"])
+def test_norm_none_removes_every_norm_and_nothing_else(name):
+    normalized, bare = create_model(name, width=NARROW), create_model(name, width=NARROW, norm="none")
+    norms = (torch.nn.BatchNorm2d, torch.nn.GroupNorm)
+    assert not any(isinstance(m, norms) for m in bare.modules()), f"{name} with norm='none' still has a norm layer"
+    convs = lambda model: [(m.weight.shape, m.bias is None) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs(bare) == convs(normalized), "removing the norms must leave every conv as it was"
+    assert bare(_images(2)).shape == (2, 10)
+
+
+def test_norm_none_refuses_zero_init_residual():
+    with pytest.raises(ValueError, match="no norm to zero"):
+        create_model("resnet18", norm="none", zero_init_residual=True)
