@@ -7,10 +7,11 @@ and both train there. So ``train`` first creates ``train.lock`` in the run direc
 exception too. The lock holds the process id, host and start time: a second process stops at
 once with one line naming the holder.
 
-A process killed with ``kill -9`` (or SIGTERM) leaves its lock behind. The next run on the same
-host sees that the process is gone and takes the lock over, with a line saying so. A lock from
-another host (a run directory on a shared file system) is never taken over: its process may be
-running there, and the line says which file to delete if it is not.
+A process killed with ``kill -9`` leaves its lock behind. The next run on the same host sees
+that the process is gone and takes the lock over, with a line saying so. A lock from another
+host (a run directory on a shared file system) is not taken over while its holder refreshes it
+(every 15 s): that process may be running there. Only a lock left unrefreshed for 2 minutes is,
+which is what a Colab disconnect leaves on Drive: the new machine has another host name.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import functools
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +30,8 @@ from pathlib import Path
 from course_utils.run_files import RunDirError
 
 LOCK_NAME = "train.lock"
+HEARTBEAT_SECONDS = 15  # the holder touches its lock this often
+STALE_AFTER_SECONDS = 120  # a lock from another host untouched this long: its holder is gone
 
 
 class RunDirBusy(RunDirError):
@@ -64,9 +68,17 @@ def _read_holder(path: Path, wait_seconds: float = 1.0) -> dict | None:
         time.sleep(0.05)
 
 
-def _is_stale(holder: dict) -> bool:
-    return (holder["pid"] is not None and holder.get("host") == socket.gethostname()
-            and not _pid_running(holder["pid"]))
+def _stale_reason(holder: dict, path: Path) -> str | None:
+    """Why the lock's holder is gone, or ``None`` if it may be running."""
+    if holder["pid"] is None:
+        return None
+    if holder.get("host") == socket.gethostname():
+        return None if _pid_running(holder["pid"]) else "which is no longer running"
+    try:
+        idle = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    return f"unrefreshed for {idle:.0f} s" if idle > STALE_AFTER_SECONDS else None
 
 
 def _describe(holder: dict) -> str:
@@ -99,6 +111,7 @@ class RunLock:
         # The top folder this lock creates: removed again if the run ends without writing anything.
         self.created = next((p for p in reversed([self.run_dir, *self.run_dir.parents]) if not p.exists()), None)
         self.held = True
+        self._released = threading.Event()
         self._acquire(log)
 
     def _acquire(self, log) -> None:
@@ -115,12 +128,13 @@ class RunLock:
                 holder = _read_holder(self.path)
                 if holder is None:  # released meanwhile
                     continue
-                if not _is_stale(holder):
+                stale = _stale_reason(holder, self.path)
+                if stale is None:
                     raise RunDirBusy(f"{self.run_dir}: another run is using this directory ({self.path} is held by "
                                      f"{_describe(holder)}); wait for it to end, or delete {LOCK_NAME} if that "
                                      "process is no longer running") from None
                 if _take_over(self.path, holder):
-                    log(f"{self.path}: taking over the lock of {_describe(holder)}, which is no longer running")
+                    log(f"{self.path}: taking over the lock of {_describe(holder)}, {stale}")
                 continue
             except OSError as err:  # read-only: a copy of a finished run is only read; anything else stops here
                 if (self.run_dir / "final.json").is_file():
@@ -132,10 +146,17 @@ class RunLock:
                 f.write(content)
                 f.flush()
                 os.fsync(f.fileno())
+            threading.Thread(target=self._refresh, name=f"{LOCK_NAME} heartbeat", daemon=True).start()
             return
         raise RunDirBusy(f"{self.run_dir}: could not take {LOCK_NAME}: other processes keep creating and removing it")
 
+    def _refresh(self) -> None:
+        while not self._released.wait(HEARTBEAT_SECONDS):
+            with contextlib.suppress(OSError):
+                os.utime(self.path)  # the mtime says "still running" to other hosts
+
     def release(self) -> None:
+        self._released.set()
         if not self.held:
             return
         holder = _read_holder(self.path, wait_seconds=0)

@@ -89,6 +89,8 @@ def test_two_runs_started_at_once_on_one_directory_one_stops_with_one_line(tmp_p
              for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]
     statuses = [p.returncode for p in procs]
+    overlapped = not any("not training again" in out for out, _ in outputs)
+    assert overlapped, "the second process started after the first had finished: no race to test"
     assert sorted(statuses) == [0, 2], f"exit statuses {statuses}: {[o[1][-2000:] for o in outputs]}"
     winner, loser = (0, 1) if statuses[0] == 0 else (1, 0)
     lines = outputs[loser][1].strip().splitlines()
@@ -121,6 +123,30 @@ def test_a_lock_from_another_host_is_not_taken_over(resumable, capsys):
     line = _refused(capsys, _args(resumable, resume=True))
     assert "another-machine" in line and LOCK_NAME in line, line
     assert _files(resumable) == before
+
+
+def test_a_lock_from_another_host_left_unrefreshed_is_taken_over(resumable):
+    """A Colab disconnect leaves the lock on Drive, and the new machine has another host name."""
+    lock = resumable / LOCK_NAME
+    lock.write_text('{"pid": 1, "host": "a-vanished-colab-vm", "started": "2026-01-01T00:00:00Z"}\n')
+    long_ago = time.time() - 10 * 60
+    os.utime(lock, (long_ago, long_ago))
+    lines = []
+    assert train(load_config(SMOKE, TINY), resumable, progress=False, log=lines.append).finished
+    assert any("a-vanished-colab-vm" in line and "unrefreshed" in line for line in lines), lines
+
+
+def test_a_held_lock_is_refreshed_and_removed_on_release(tmp_path, monkeypatch):
+    from course_utils import run_lock
+
+    monkeypatch.setattr(run_lock, "HEARTBEAT_SECONDS", 0.05)
+    with run_lock.holding(tmp_path / "run") as lock:
+        os.utime(lock.path, (0, 0))
+        time.sleep(0.5)
+        assert time.time() - lock.path.stat().st_mtime < 5, "the holder stopped refreshing its lock"
+        with pytest.raises(run_lock.RunDirBusy, match=f"process {os.getpid()}"):
+            run_lock.RunLock(tmp_path / "run")
+    assert not (tmp_path / "run").exists(), "an unused run directory was left behind"
 
 
 def test_the_lock_is_removed_when_training_fails(tmp_path, data_dir):
