@@ -1,5 +1,5 @@
-# Two commands on a fresh machine: `make course` runs the course, `make test` runs the tests.
-# Both create .venv on first use. `make course` installs what the lessons import and the notebook
+# On a fresh machine: `make lab` opens the lessons in JupyterLab, `make course` runs the course, `make test` runs
+# the tests. Each creates .venv on first use; `make lab` and `make course` install the same. `make course` installs what the lessons import and the notebook
 # tooling ('.[course]': jupyterlab, papermill, ipykernel); `make test` adds the test tools, the
 # website's and the browser driver ('.[dev]': pytest, nbval, sphinx, myst-nb, playwright).
 
@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
 
-.PHONY: course test site bench gpu-check venv clean-build
+.PHONY: lab course test site bench gpu-check venv clean-build
 
 $(VENV)/.created:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.course-installed
 	touch $@
 
 venv: $(VENV)/.course-installed
+
+## JupyterLab on notebooks/ with the course installed; nothing is executed first (the committed outputs show).
+lab: $(VENV)/.course-installed
+	$(VENV)/bin/jupyter lab notebooks/
 
 ## Execute every notebook in order with papermill (PROFILE=auto|smoke|laptop|gpu|full).
 course: $(VENV)/.course-installed

@@ -2,7 +2,7 @@
 
 Each number a lesson's prose quotes must be printed by the code cell it interprets (commas are
 ignored, so "1,035" matches a printed 1035); the lessons describe the course as it is, without its
-history (every lesson); lesson 01's guess about confused classes is answered with lesson 08's committed counts;
+history, without how it is built and tested, and without unfilled placeholders (every lesson); lesson 01's guess about confused classes is answered with lesson 08's committed counts;
 and lesson 06's time estimates for the T4 and the A100 are the ones its own settings give.
 """
 
@@ -33,6 +33,13 @@ QUOTES = {
                                              "87 to 115", "100 ± 9.4", "9%", "963 to 1035", "1,000 ± 26.8", "3%"]),
         "b07-stratified-stats-answer": (["b07-stratified-stats"], ["0.0013", "0.4458", "0.4471", "0.0002"]),
     },
+    "03_resnet": {
+        "c38-flops-answer": (["c38-flops"], ["268.4 M", "24.2%", "4.7%", "18.8%", "75.1%", "302.0 M", "27.2%", "0.3%",
+                                             "1.3%", "1.11 GFLOPs"]),
+        "c38-option-a-answer": (["c38-option-a"], ["(2, 128, 16, 16)", "8,448", "33,280", "132,096", "173,824", "1.6%",
+                                                   "11,173,962"]),
+        "c38-batch-two-answer": (["c38-batch-two"], ["100.0%", "0.9998", "1.0000", "2.7%", "0.1927"]),
+    },
     "08_failure_analysis": {
         "label-errors-gallery-read": (["label-errors-gallery"], ["10 of the 18", "1.00"]),
         "probe-read": (["907f5370", "2c67a49e"], ["48.5 ± 1.2", "13.8 ± 0.9", "+34.8 ± 1.3", "3.5 ± 2.6",
@@ -44,13 +51,33 @@ QUOTES = {
         "skewed-read": (["skewed"], ["68.41", "37.28", "60.99", "51.45"]),
     },
     "12_training_fast": {
-        "f37b2cbc": (["dd34dff5"], ["0.32", "0.21", "3.33", "483", "697", "157", "146"]),
+        "f37b2cbc": (["dd34dff5"], ["0.32", "0.21", "3.33", "117", "75", "38", "16", "4.63"]),
         "1e03ed4a": (["2f65b3b6"], ["14.7", "22.2"]),
+        "0ae39175": (["2f65b3b6"], ["90.78%", "90.85%", "90.82%", "89.52%", "89.54%", "89.53%", "22.2", "19.8",
+                                    "10,000", "0.31", "0.29"]),
     },
 }
 LESSONS = ["01_data_and_split", "03_resnet", "05_training", "06_lr_sensitivity"]
 HISTORY = re.compile(r"issue \d|\breview\b|earlier (version|execution)|previous (version|execution)|used to print|"
                      r"seed's reference|in the committed laptop", re.IGNORECASE)
+
+# How the course is built and tested belongs in docs/ (docs/setup.md, docs/machines.md), not in a lesson: CI, the
+# test suite's files and functions, the build machines, how a size was piloted, upstream bug reports.
+BUILD_TALK = re.compile(r"\bCI\b|(?i:\btests/|\btest_\w+\.py|\btest_[a-z0-9]+(?:_[a-z0-9]+){3,}|build machine|"
+                        r"\bpilot(?:ed|ing|s)?\b|github\.com/pytorch/pytorch/issues|pytorch issue|shared with other jobs|"
+                        r"crash(?:es|ed)? (?:in|with|on) (?:torch|pytorch) \d)")
+# An unfilled answer or note: an all-caps name with an underscore (ANSWER_FLOPS), TODO, TBD, FIXME, XXX.
+PLACEHOLDER = re.compile(r"\b(?:[A-Z]{2,}_[A-Z0-9_]{2,}|TODO|TBD|FIXME|XXX)\b")
+ALL_LESSONS = sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _markdown(lesson: str) -> str:
+    return "\n".join(c.source for c in cells(lesson).values() if c.cell_type == "markdown")
+
+
+def _without_code(markdown: str) -> str:
+    """Markdown without its fenced blocks and `code spans`: names such as `COURSE_DATA_DIR` are code, not placeholders."""
+    return re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", markdown, flags=re.S))
 
 
 def _without_commas(text: str) -> str:
@@ -70,11 +97,34 @@ def test_each_quoted_number_is_in_the_committed_output_it_interprets(lesson, mar
             f"{lesson}, cell {markdown_id} quotes {number!r}, which cells {code_ids} do not print")
 
 
-@pytest.mark.parametrize("lesson", sorted(p.stem for p in NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")))
+@pytest.mark.parametrize("lesson", ALL_LESSONS)
 def test_lessons_describe_the_course_as_it_is(lesson):
-    prose = "\n".join(c.source for c in cells(lesson).values() if c.cell_type == "markdown")
+    prose = _markdown(lesson)
     found = sorted({m.group(0) for m in HISTORY.finditer(prose)})
     assert not found, f"{lesson} refers to its own history or repeats the provenance note: {found}"
+
+
+@pytest.mark.parametrize("lesson", ALL_LESSONS)
+def test_lessons_do_not_talk_about_how_the_course_is_built_and_tested(lesson):
+    found = sorted({m.group(0) for m in BUILD_TALK.finditer(_markdown(lesson))})
+    assert not found, f"{lesson}'s prose talks about the course's building or tests (move it to docs/): {found}"
+
+
+@pytest.mark.parametrize("lesson", ALL_LESSONS)
+def test_lessons_have_no_placeholder_left(lesson):
+    found = sorted({m.group(0) for m in PLACEHOLDER.finditer(_without_code(_markdown(lesson)))})
+    assert not found, f"{lesson}'s prose still holds placeholders: {found}"
+
+
+def test_the_prose_checks_catch_what_they_are_for():
+    """Each pattern on a sentence it must flag, and on one it must let through."""
+    assert BUILD_TALK.search("CI checks this cell") and BUILD_TALK.search("see tests/test_engine.py")
+    assert BUILD_TALK.search("`test_killed_mid_epoch_and_resumed_equals_an_uninterrupted_run`")
+    assert BUILD_TALK.search("on the course's build machine") and BUILD_TALK.search("about 3 idle minutes, piloted")
+    assert BUILD_TALK.search("(PyTorch issue #183815)") and BUILD_TALK.search("crashes in torch 2.14.1")
+    assert not BUILD_TALK.search("the test set's `test_per_class` and `test_exact` masks; a CIFAR image")
+    assert PLACEHOLDER.search(_without_code("fourfold per stage. ANSWER_FLOPS")) and PLACEHOLDER.search("TODO: fill")
+    assert not PLACEHOLDER.search(_without_code("set `COURSE_DATA_DIR`\n```python\nREPO_URL = 1\n```\nReLU, CIFAR-10"))
 
 
 def test_lesson_01s_question_about_confused_classes_has_lesson_08s_answer():

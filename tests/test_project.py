@@ -119,23 +119,48 @@ def test_make_course_installs_the_course_extra_and_make_test_the_dev_extra():
     assert "pip install --quiet -e '.[dev]'" in test and "-m pytest" in test, test
 
 
-def test_readme_gives_the_two_commands():
+def _readme_commands() -> list[list[str]]:
+    """The README's shell blocks, each as its commands (comments after ``#`` dropped)."""
     readme = (REPO_ROOT / "README.md").read_text()
     blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", readme, flags=re.S)
-    commands = [line.strip() for block in blocks for line in block.splitlines()]
-    assert "make course" in commands and "make test" in commands, "README must show both commands"
-    first = [line.strip() for line in blocks[0].splitlines() if line.strip()]
-    assert first == ["make course", "make test"], f"README's first command block must be the two commands, got {first}"
+    return [[line.partition("#")[0].strip() for line in block.splitlines() if line.partition("#")[0].strip()]
+            for block in blocks]
 
 
-def test_readme_lists_every_lesson_with_its_measured_times():
+def test_readme_first_screen_gives_lab_course_and_test():
     readme = (REPO_ROOT / "README.md").read_text()
+    first = _readme_commands()[0]
+    assert first == ["make lab", "make course", "make test"], f"README's first command block, got {first}"
+    assert readme.index("make lab") < readme.index("## The lessons"), "`make lab` belongs on the README's first screen"
+    assert len(readme.encode()) < 15_000, f"README is {len(readme.encode()):,} bytes: keep it under 15,000"
+
+
+def test_readme_shows_one_lesson_through_papermill_with_a_profile():
+    line = next((c for block in _readme_commands() for c in block if "papermill" in c), None)
+    assert line is not None, "README must show the papermill command for one lesson"
+    words = line.split()
+    assert words[0] == ".venv/bin/papermill" and words[1].startswith("notebooks/") and (REPO_ROOT / words[1]).is_file(), line
+    assert words[3:5] == ["-p", "profile"] and words[5] in ("smoke", "laptop", "gpu", "full"), line
+
+
+def test_make_lab_installs_the_course_and_opens_jupyterlab_without_executing_it():
+    lab = _make_dry_run("lab")
+    assert "pip install --quiet -e '.[course]'" in lab and "'.[dev]'" not in lab, lab
+    assert re.search(r"jupyter lab .*notebooks", lab), lab
+    assert "course_utils.course" not in lab and "papermill" not in lab, f"`make lab` must execute nothing: {lab}"
+
+
+def test_readme_lists_every_lesson_and_docs_machines_its_measured_times():
+    readme = (REPO_ROOT / "README.md").read_text()
+    machines = (REPO_ROOT / "docs" / "machines.md").read_text()
     for path in LESSONS:
-        row = next((line for line in readme.splitlines() if f"](notebooks/{path.name})" in line), None)
-        assert row is not None, f"README's lesson table lacks {path.name}"
+        assert any(f"](notebooks/{path.name})" in line for line in readme.splitlines()), (
+            f"README's lesson table lacks {path.name}")
+        row = next((line for line in machines.splitlines() if f"](../notebooks/{path.name})" in line), None)
+        assert row is not None, f"docs/machines.md's table of lesson times lacks {path.name}"
         cells = [c.strip() for c in row.strip().strip("|").split("|")]
-        assert re.match(r"\d+ s \(", cells[2]) and re.match(r"\d+ s \(", cells[3]), (
-            f"{path.name}: the laptop and smoke columns must give a measured time in seconds with its load: {cells[2:4]}")
+        assert re.match(r"\d+ s \(load ", cells[1]) and re.match(r"\d+ s \(load ", cells[2]), (
+            f"{path.name}: the laptop and smoke columns must give a measured time in seconds with its load: {cells[1:3]}")
 
 
 def _gpu_estimates_in_lesson(path: Path) -> tuple[str, ...] | None:
