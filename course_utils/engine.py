@@ -56,7 +56,7 @@ from course_utils.repro import (
     seed_everything,
     set_deterministic,
 )
-from course_utils.schedule import warmup_schedule
+from course_utils.schedule import config_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_EXPERIMENTS_DIR = REPO_ROOT / "experiments"
@@ -197,6 +197,13 @@ def _match_fused(optimizer: torch.optim.Optimizer, device) -> None:
     (``device`` is a runtime key) must use this device's."""
     for group in optimizer.param_groups:
         group["fused"] = uses_fused_optimizer(device)
+
+
+def build_lookahead(config: TrainConfig, total_steps: int) -> Lookahead | None:
+    """The config's EMA lookahead over ``total_steps`` optimizer steps, or None (``lookahead_every: 0``)."""
+    if not config.lookahead_every:
+        return None
+    return Lookahead(config.lookahead_every, config.lookahead_start_epoch, total_steps, sync=config.lookahead_sync)
 
 
 def fit_data_dependent_init(config: TrainConfig, model: torch.nn.Module, bundle: DataBundle) -> None:
@@ -521,10 +528,10 @@ def train(
     optimizer = build_optimizer(config, model)
     steps_per_epoch = len(bundle.train)
     total_steps = run_steps(config, steps_per_epoch, len(bundle.train_labels))
-    scheduler = warmup_schedule(optimizer, total_steps, steps_per_epoch * config.warmup_epochs, config.eta_min,
-                                config.schedule)
-    lookahead = (Lookahead(config.lookahead_every, config.lookahead_start_epoch, total_steps)
-                 if config.lookahead_every else None)
+    scheduler = config_schedule(optimizer, config, steps_per_epoch, total_steps)
+    lookahead = build_lookahead(config, total_steps)
+    if lookahead is not None:
+        lookahead.begin(model)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     weights = class_weights(config, bundle.train_labels, num_classes)
     criterion = torch.nn.CrossEntropyLoss(

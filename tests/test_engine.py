@@ -71,6 +71,13 @@ def test_reference_config_is_the_recipe():
     ("base: config.yaml\nnorm: layer\n", "key 'norm' is 'layer', expected one of batch, group"),
     ("base: config.yaml\noptimizer: adam\n", "key 'optimizer' is 'adam', expected one of sgd, adamw"),
     ("base: config.yaml\nlr: -0.1\n", "key 'lr' must be > 0"),
+    ("base: config.yaml\nwarmup_fraction: 0.23\n", "keys 'warmup_fraction' (0.23) and 'warmup_epochs' (5) both"),
+    ("base: config.yaml\nwarmup_epochs: 0\nwarmup_fraction: 1.5\n", "key 'warmup_fraction' must be > 0 and <= 1"),
+    ("base: config.yaml\nfinal_lr_fraction: 0.07\n", "keys 'eta_min' (1e-06) and 'final_lr_fraction' (0.07)"),
+    ("base: config.yaml\neta_min: null\n", "keys 'eta_min' (None) and 'final_lr_fraction' (None)"),
+    ("base: config.yaml\nlookahead_sync: sometimes\n", "key 'lookahead_sync' is 'sometimes', expected one of"),
+    ("base: config.yaml\nlookahead_sync: last_step\nlookahead_start_epoch: 3\n",
+     "key 'lookahead_start_epoch' (3) must be 0 with lookahead_sync: last_step"),
     ("epochs: [1, 2\n", "not valid YAML"),
     ("- just\n- a list\n", "expected a mapping"),
 ])
