@@ -37,7 +37,7 @@ class TrainConfig:
     crop_padding: int = 4
     pad_mode: str = "zeros"  # the crop's padding: zeros (black border) | reflect
     flip_mode: str = "random"  # random (each image, each epoch) | alternating (all flip every other epoch)
-    drop_last: bool = False  # training epochs of full batches only (the permutation's tail left out); on with compile
+    drop_last: bool = False  # training epochs of full batches only (the permutation's tail left out)
     # --- model
     model: str = "resnet18"
     norm: str = "batch"  # batch | group
@@ -73,7 +73,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     memory_format: str = "auto"  # auto (GPU: channels_last; CPU: at widths divisible by 16) | channels_last | contiguous
-    compile: bool = False
+    compile: bool = False  # torch.compile the model (every batch kept: the tail gets its own graph)
+    checkpoint_every: int = 1  # epochs between checkpoints (last.pt, best.pt); the last epoch always writes one
+    eval_batch_size: typing.Optional[int] = None  # images per evaluation batch; None: 512
+    device_read_every: typing.Optional[int] = None  # steps between reads of the loss; None: 1 on a CPU, 25 on a GPU
     keep_best: bool = True  # also keep (and finally evaluate) the best-by-validation weights
     tta: str = "none"  # test-time augmentation of the final val/test evaluation: none | flip | flip_translate
 
@@ -122,6 +125,9 @@ RANGES = {
     "norm_bias_lr_scale": (0, None, True),
     "lookahead_every": (0, None, False),
     "lookahead_start_epoch": (0, None, False),
+    "checkpoint_every": (1, None, False),
+    "eval_batch_size": (1, None, False),
+    "device_read_every": (1, None, False),
 }
 
 

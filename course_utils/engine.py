@@ -5,8 +5,10 @@ A run lives in a directory:
 - ``config.yaml``       the resolved config
 - ``environment.json``  versions, device, precision and speed choices
 - ``metrics.csv``       one row per epoch
-- ``last.pt``           everything needed to resume, rewritten atomically after every epoch
-- ``best.pt``           the best-by-validation weights (``keep_best``)
+- ``last.pt``           everything needed to resume, rewritten atomically every ``checkpoint_every``
+                        epochs and after the last
+- ``best.pt``           the best-by-validation weights (``keep_best``), kept in memory and written
+                        with each checkpoint
 - ``final.json``        the final evaluation (train/val/test), or why the run stopped
 
 With ``val_size: 0`` the run trains on the whole training set: no per-epoch validation (the
@@ -63,7 +65,9 @@ DEFAULT_EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 METRIC_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_seconds", "images_per_s"]
 WHITENING_IMAGES = 5000  # training images that set a whitening conv (airbench's number): seconds, not minutes
 # Keys that may change between a run and its resumption without changing the result's meaning.
-RUNTIME_KEYS = {"device", "compile", "data_dir", "memory_format", "deterministic"}
+RUNTIME_KEYS = {"device", "compile", "data_dir", "memory_format", "deterministic", "checkpoint_every",
+                "eval_batch_size", "device_read_every"}
+EVAL_BATCH_SIZE = 512  # evaluation batches when the config names none (eval_batch_size: null)
 
 
 class TrainingDiverged(RuntimeError):
@@ -111,9 +115,9 @@ def select_train_val(config: TrainConfig, labels: np.ndarray) -> tuple[np.ndarra
 
 
 def drops_last(config: TrainConfig) -> bool:
-    """Whether training epochs leave out their last, smaller batch: ``drop_last``, or ``compile``
-    (one batch shape, so the compiled model is not recompiled for every epoch's tail)."""
-    return config.drop_last or config.compile
+    """Whether training epochs leave out their last, smaller batch: ``drop_last`` alone. A compiled
+    model keeps every batch: the tail gets its own compiled graph (``compile_model``)."""
+    return config.drop_last
 
 
 def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1) -> DataBundle:
@@ -124,6 +128,7 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_s
     per_rank_batch = max(config.batch_size // world_size, 1)
     channels_last = resolve_channels_last(device, config.memory_format, config.width)
     common = dict(mean=mean, std=std, device=device, channels_last=channels_last, seed=config.seed)
+    eval_batch = config.eval_batch_size or EVAL_BATCH_SIZE
 
     def split(images, labels, **kwargs):
         return BatchIterator(images, labels, **{**common, **kwargs})
@@ -135,10 +140,10 @@ def build_data(config: TrainConfig, device: torch.device, rank: int = 0, world_s
         train=split(x_train, y_train, batch_size=per_rank_batch, train=True, augment=config.augment,
                     padding=config.crop_padding, pad_mode=config.pad_mode, flip_mode=config.flip_mode,
                     rank=rank, world_size=world_size, drop_last=drops_last(config)),
-        train_eval=split(x_train, y_train, batch_size=512, train=False),
-        val=(split(dataset.x_train[val_idx], dataset.y_train[val_idx], batch_size=512, train=False)
+        train_eval=split(x_train, y_train, batch_size=eval_batch, train=False),
+        val=(split(dataset.x_train[val_idx], dataset.y_train[val_idx], batch_size=eval_batch, train=False)
              if len(val_idx) else None),
-        test=split(dataset.x_test[test_idx], dataset.y_test[test_idx], batch_size=512, train=False),
+        test=split(dataset.x_test[test_idx], dataset.y_test[test_idx], batch_size=eval_batch, train=False),
         classes=dataset.classes,
         mean=mean,
         std=std,
@@ -293,15 +298,23 @@ def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
                 f"{run_dir}: holds a run with {key}={existing[key]!r}, not {value!r}; "
                 "use another run directory or delete this one"
             )
-    # compile is a runtime key, but it drops the last batch (drops_last): only the batches must match.
-    if drops_last(existing_config) != drops_last(config):
-        kept = "drop" if drops_last(existing_config) else "keep"
+    # Earlier runs with compile: true dropped the last batch whatever drop_last said; environment.json
+    # records what a run did, so only the batches must match.
+    if existing_drops_last(run_dir, existing_config) != drops_last(config):
+        kept = "drop" if existing_drops_last(run_dir, existing_config) else "keep"
         raise RunDirError(
-            f"{run_dir}: holds a run whose epochs {kept} their last batch (compile={existing_config.compile!r}, "
-            f"drop_last={existing_config.drop_last!r}); compile={config.compile!r} with "
-            f"drop_last={config.drop_last!r} would not: set drop_last: {str(drops_last(existing_config)).lower()}"
-            + ("" if drops_last(existing_config) else " and compile: false")
+            f"{run_dir}: holds a run whose epochs {kept} their last batch; drop_last={config.drop_last!r} "
+            f"would not: set drop_last: {str(existing_drops_last(run_dir, existing_config)).lower()}"
         )
+
+
+def existing_drops_last(run_dir: Path, existing_config: TrainConfig) -> bool:
+    """Whether a run directory's epochs dropped their last batch: environment.json's record, else
+    (an environment never written) its config's ``drop_last``."""
+    environment = run_dir / "environment.json"
+    if environment.exists():
+        return bool(json.loads(environment.read_text()).get("drop_last", existing_config.drop_last))
+    return drops_last(existing_config)
 
 
 def shown_path(path: Path) -> str:
@@ -475,6 +488,7 @@ def train(
     progress: bool | str = True,
     log=print,
     stop_after_epochs: int | None = None,
+    data: DataBundle | None = None,
 ) -> Run:
     """Train ``config`` in ``run_dir`` and return the run.
 
@@ -488,6 +502,8 @@ def train(
         log: called with one line per event (device choices, each epoch's metrics).
         stop_after_epochs: stop (without the final evaluation) once this many epochs of the
             run are done, e.g. to show a disconnect and a resume in a lesson.
+        data: ``build_data(config, device)``'s bundle, for a caller that trains the same data again
+            and again (a benchmark resuming epoch by epoch); None: built here.
 
     Raises:
         TrainingDiverged: the loss became non-finite; ``final.json`` records where.
@@ -517,7 +533,7 @@ def train(
     set_deterministic(config.deterministic, device)
     seed_everything(config.seed)
 
-    bundle = build_data(config, device, dist_info.rank, dist_info.world_size)
+    bundle = data if data is not None else build_data(config, device, dist_info.rank, dist_info.world_size)
     num_classes = len(bundle.classes)
     model = build_model(config, num_classes).to(device)
     if channels_last:
@@ -556,7 +572,7 @@ def train(
         trainable = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
-        trainable = torch.compile(trainable)
+        trainable = compile_model(trainable)
 
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -574,7 +590,8 @@ def train(
         + (" (last batch dropped)" if drops_last(config) else "")
         + (f", {total_steps} steps in all" if total_steps != steps_per_epoch * config.epochs else ""))
 
-    sync_every = 1 if device.type == "cpu" else 25  # a GPU sync per step would cost speed
+    read_every = device_read_interval(config, device)
+    best_weights = None  # the best epoch's weights, in memory until the next checkpoint writes them
     for epoch in range(start_epoch, config.epochs):
         if stop_after_epochs is not None and epoch >= stop_after_epochs:
             log(f"stopped after epoch {epoch} as asked; train() again on {shown_path(run_dir)} to resume")
@@ -597,13 +614,16 @@ def train(
             losses[step] = loss.float()
             correct += batch_correct
             seen += len(y)
-            if (step + 1) % sync_every == 0 or step + 1 == epoch_steps:
-                _stop_if_diverged(losses[: step + 1], epoch, lambda i: _lr_of_step(scheduler, epoch * steps_per_epoch + i),
-                                  run_dir, dist_info, log)
+            if (step + 1) % read_every == 0 or step + 1 == epoch_steps:
+                finite, last_loss, correct_so_far = read_progress(losses, step + 1, correct)  # one blocking read
+                if not finite:
+                    _stop_if_diverged(losses[: step + 1], epoch,
+                                      lambda i: _lr_of_step(scheduler, epoch * steps_per_epoch + i), run_dir, dist_info, log)
                 if progress:
-                    batches.set_postfix(loss=f"{losses[step].item():.3f}", acc=f"{100 * correct.item() / seen:.1f}%")
+                    batches.set_postfix(loss=f"{last_loss:.3f}", acc=f"{100 * correct_so_far / seen:.1f}%")
         totals = _all_reduce_sum(torch.stack([losses.sum(), correct, torch.tensor(float(seen), device=device),
                                               torch.tensor(float(epoch_steps), device=device)]), dist_info)
+        train_loss, train_acc, images = torch.stack([totals[0] / totals[3], totals[1] / totals[2], totals[2]]).tolist()
         _average_buffers(model, dist_info)
         if lookahead is not None:
             lookahead.end_epoch(model)  # evaluate and save the averaged weights
@@ -615,21 +635,26 @@ def train(
         row = {
             "epoch": epoch + 1,
             "lr": _lr_of_step(scheduler, epoch * steps_per_epoch + epoch_steps - 1),  # the epoch's last step
-            "train_loss": float(totals[0] / totals[3]),
-            "train_acc": float(totals[1] / totals[2]),
+            "train_loss": train_loss,
+            "train_acc": train_acc,
             "val_loss": val["loss"],
             "val_acc": val["accuracy"],
             "epoch_seconds": time.perf_counter() - started,
-            "images_per_s": float(totals[2]) / train_seconds,
+            "images_per_s": images / train_seconds,
         }
         metrics.append(row)
         log(format_epoch(row, config.epochs))
+        if config.keep_best and row["val_acc"] > best["val_acc"]:
+            best = {"val_acc": row["val_acc"], "epoch": row["epoch"]}
+            if dist_info.is_main:  # a copy on the device, written by the next checkpoint
+                best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if dist_info.is_main:
-            if config.keep_best and row["val_acc"] > best["val_acc"]:
-                best = {"val_acc": row["val_acc"], "epoch": row["epoch"]}
-                save_atomically({"model": model.state_dict(), "epoch": row["epoch"], "val_acc": row["val_acc"]},
-                                run_dir / "best.pt")
             write_metrics(run_dir / "metrics.csv", metrics)
+        if dist_info.is_main and checkpoint_due(config, epoch + 1, stop_after_epochs):
+            if best_weights is not None:  # before last.pt, whose record names this best epoch
+                save_atomically({"model": best_weights, "epoch": best["epoch"], "val_acc": best["val_acc"]},
+                                run_dir / "best.pt")
+                best_weights = None
             save_atomically(
                 {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
@@ -649,12 +674,45 @@ def train(
     return Run(run_dir, config, metrics, final)
 
 
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """``torch.compile`` with static shapes: the full batches and an epoch's smaller tail batch each
+    get their own compiled graph (two compilations in all), instead of a dynamic-shape graph that
+    would be slower for every full batch."""
+    return torch.compile(model, dynamic=False)
+
+
+def checkpoint_due(config: TrainConfig, epochs_done: int, stop_after_epochs: int | None = None) -> bool:
+    """Whether ``last.pt`` (and a pending ``best.pt``) is written after ``epochs_done`` epochs: every
+    ``checkpoint_every`` epochs, after the last epoch, and before a requested stop."""
+    return (epochs_done % config.checkpoint_every == 0 or epochs_done == config.epochs
+            or (stop_after_epochs is not None and epochs_done >= stop_after_epochs))
+
+
+def device_read_interval(config: TrainConfig, device: torch.device) -> int:
+    """Steps between the loop's reads of the loss from the device (progress bar and divergence
+    check): ``device_read_every``, else every step on a CPU (a read costs nothing there) and every
+    25 on a GPU (each read makes the host wait for the device)."""
+    if config.device_read_every is not None:
+        return config.device_read_every
+    return 1 if device.type == "cpu" else 25
+
+
+def read_progress(losses: torch.Tensor, steps_done: int, correct: torch.Tensor) -> tuple[bool, float, float]:
+    """One blocking read from the device for everything the loop shows or checks: whether the
+    first ``steps_done`` losses of the epoch are all finite, the latest loss, and the correct
+    predictions so far."""
+    values = torch.stack([torch.isfinite(losses[:steps_done]).all().to(losses.dtype), losses[steps_done - 1],
+                          correct.to(losses.dtype)])
+    finite, loss, correct_count = values.tolist()
+    return bool(finite), loss, correct_count
+
+
 def run_steps(config: TrainConfig, steps_per_epoch: int, train_images: int) -> int:
     """The optimizer steps of the whole run: every step of ``epochs`` epochs, or ``total_steps``,
     which must end within the last epoch (airbench94's 9.9 epochs: 10 epochs, the last one cut short)."""
     if steps_per_epoch == 0:
         raise ConfigError(f"config: {train_images} training images make no full batch of {config.batch_size} "
-                          "(drop_last, or compile, leaves out the last smaller batch): lower batch_size")
+                          "(drop_last leaves out the last smaller batch): lower batch_size")
     every_step = steps_per_epoch * config.epochs
     if config.total_steps is None:
         return every_step
