@@ -47,10 +47,23 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as err:  # truncated zip, foreign pickle refused by weights_only, ...
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: {_what_is_wrong(err)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a course_utils checkpoint (no '{FORMAT}' format tag)")
     return state
+
+
+def _what_is_wrong(err: Exception) -> str:
+    """torch.load's error in a few words (its own messages run to hundreds of characters)."""
+    text = str(err)
+    if isinstance(err, EOFError) or "zip archive" in text or "central directory" in text:
+        return "truncated or damaged checkpoint (an interrupted copy or write?)"
+    if "global" in text.lower() and "allowlist" in text.lower():
+        return "refused: it holds Python objects that loading would run (checkpoints load with weights_only=True)"
+    if "Weights only load failed" in text:
+        return "not a PyTorch checkpoint (unreadable with weights_only=True)"
+    first_line = next((line for line in text.splitlines() if line.strip()), "")
+    return f"unreadable checkpoint ({type(err).__name__}: {first_line[:80]})"
 
 
 def capture_rng_state() -> dict:

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import typing
 from pathlib import Path
 
@@ -101,6 +103,7 @@ CHOICES = {
     "tta": ("none", "flip", "flip_translate"),
     "lookahead_sync": ("every_epoch", "last_step"),
 }
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")  # whether this machine has it is checked at run time
 # (minimum, maximum, minimum is exclusive)
 RANGES = {
     "val_size": (0, None, False),
@@ -178,6 +181,11 @@ def validate(config: TrainConfig, source: str = "config") -> None:
         value = getattr(config, key)
         if value not in allowed:
             raise ConfigError(f"{source}: key '{key}' is {value!r}, expected one of {', '.join(allowed)}")
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        # NaN passes every range check (each comparison is False): refuse it, and infinity, first.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: key '{field.name}' must be a finite number, got {value!r}")
     for key, (low, high, exclusive) in RANGES.items():
         value = getattr(config, key)
         if value is None:
@@ -211,7 +219,7 @@ def validate(config: TrainConfig, source: str = "config") -> None:
                           "lookahead_sync: last_step (its average starts at step 0)")
     if config.imbalance_ratio is not None and config.train_per_class is not None:
         raise ConfigError(f"{source}: keys 'imbalance_ratio' and 'train_per_class' cannot both be set")
-    if config.device not in ("auto", "cpu", "cuda") and not config.device.startswith("cuda:"):
+    if not DEVICE_PATTERN.fullmatch(config.device):
         raise ConfigError(f"{source}: key 'device' is {config.device!r}, expected auto, cpu, cuda or cuda:N")
 
 
@@ -220,6 +228,8 @@ def _read_yaml(path: Path) -> dict:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (a binary or damaged file)") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if raw is None:
@@ -229,17 +239,26 @@ def _read_yaml(path: Path) -> dict:
     return raw
 
 
-def load_config(path, overrides: typing.Sequence[str] | dict = ()) -> TrainConfig:
+def load_config(path, overrides: typing.Sequence[str] | dict = (), _chain: tuple[Path, ...] = ()) -> TrainConfig:
     """Load a YAML config (following its ``base:`` chain) and apply ``key=value`` overrides."""
     path = Path(path)
+    chain = (*_chain, path)
+    if path.resolve() in {p.resolve() for p in _chain}:
+        raise ConfigError(f"{chain[0]}: 'base:' chain is a cycle: {' -> '.join(p.name for p in chain)}")
     raw = _read_yaml(path)
     if "base" in raw:
         base_path = path.parent / str(raw.pop("base"))
-        merged = load_config(base_path).to_dict()
+        merged = load_config(base_path, _chain=chain).to_dict()
         merged.update(raw)
         raw = merged
     config = from_dict(raw, source=str(path))
     return apply_overrides(config, overrides, source=str(path)) if overrides else config
+
+
+def read_saved_config(path) -> TrainConfig:
+    """A run directory's ``config.yaml`` (every key, no ``base:``, as ``save_config`` wrote it);
+    a damaged one raises ``ConfigError`` naming the file."""
+    return from_dict(_read_yaml(Path(path)), source=str(path))
 
 
 def apply_overrides(config: TrainConfig, overrides, source: str = "overrides") -> TrainConfig:

@@ -213,14 +213,15 @@ def _download_with_torchvision(spec: DatasetSpec, data_dir: Path, cache: Path) -
     import torchvision.datasets as tvd
 
     raw_root = data_dir / "torchvision"
-    existed = raw_root.exists()
+    # The top folder torchvision will create (a mistyped COURSE_DATA_DIR, say): a failed attempt removes it.
+    created = next((p for p in reversed([raw_root, *raw_root.parents]) if not p.exists()), None)
     dataset_cls = getattr(tvd, spec.torchvision_name)
     try:
         train = dataset_cls(root=str(raw_root), train=True, download=True)
         test = dataset_cls(root=str(raw_root), train=False, download=True)
     except Exception as err:  # offline, DNS failure, corrupt archive, ...
-        if not existed:
-            _remove_empty_folders(raw_root)  # a failed offline attempt leaves nothing behind
+        if created is not None:
+            _remove_empty_folders(created)  # a failed offline attempt leaves nothing behind
         raise DataError(f"{_missing_message(spec, cache)} (download error: {err})") from err
     arrays = {
         "x_train": np.ascontiguousarray(train.data, dtype=np.uint8),

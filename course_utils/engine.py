@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from course_utils import data as data_lib
 from course_utils.checkpoint import (
@@ -43,7 +42,7 @@ from course_utils.checkpoint import (
     save_atomically,
 )
 from course_utils.augment import normalize
-from course_utils.config import ConfigError, TrainConfig, from_dict, save_config
+from course_utils.config import ConfigError, TrainConfig, read_saved_config, save_config
 from course_utils.evaluate import evaluate
 from course_utils.init import NORM_LAYERS
 from course_utils.loader import BatchIterator
@@ -58,6 +57,8 @@ from course_utils.repro import (
     seed_everything,
     set_deterministic,
 )
+from course_utils.run_files import RunDirError, existing_run_message, read_final, read_metrics_csv
+from course_utils.run_lock import one_run_per_directory
 from course_utils.schedule import config_schedule
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -72,10 +73,6 @@ EVAL_BATCH_SIZE = 512  # evaluation batches when the config names none (eval_bat
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class RunDirError(RuntimeError):
-    """A run directory holds something that this call must not overwrite."""
 
 
 # --------------------------------------------------------------------------- data
@@ -254,12 +251,9 @@ class Run:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """The rows of ``metrics.csv``; an empty cell (no validation split) reads as ``None``."""
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else None if v == "" else float(v)) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+    """The rows of ``metrics.csv``; an empty cell (no validation split) reads as ``None``.
+    A damaged file raises ``RunDirError`` naming it."""
+    return read_metrics_csv(path, METRIC_COLUMNS)
 
 
 def write_metrics(path: Path, rows: list[dict]) -> None:
@@ -283,10 +277,8 @@ def load_run(run_dir) -> Run:
     config_path = run_dir / "config.yaml"
     if not config_path.exists():
         raise RunDirError(f"{run_dir}: not a run directory (no config.yaml)")
-    config = from_dict(yaml.safe_load(config_path.read_text()), source=str(config_path))
-    final_path = run_dir / "final.json"
-    final = json.loads(final_path.read_text()) if final_path.exists() else None
-    return Run(run_dir, config, read_metrics(run_dir / "metrics.csv"), final)
+    config = read_saved_config(config_path)  # damaged files: one line naming them
+    return Run(run_dir, config, read_metrics(run_dir / "metrics.csv"), read_final(run_dir / "final.json"))
 
 
 def _check_same_recipe(run_dir: Path, config: TrainConfig) -> None:
@@ -480,6 +472,11 @@ def train_step(model, x, y, criterion, optimizer, scaler, scheduler, precision: 
     return loss.detach(), (out.argmax(1) == y).sum()
 
 
+def default_run_dir(config: TrainConfig) -> Path:
+    return DEFAULT_EXPERIMENTS_DIR / f"{config.model}-{config.dataset}-seed{config.seed}"
+
+
+@one_run_per_directory(default_run_dir)  # train.lock: a second process on this run_dir stops at once
 def train(
     config: TrainConfig,
     run_dir=None,
@@ -507,17 +504,18 @@ def train(
 
     Raises:
         TrainingDiverged: the loss became non-finite; ``final.json`` records where.
-        RunDirError: ``run_dir`` holds a different run, or a run and ``resume=False``.
+        RunDirError: ``run_dir`` holds a different run, or a run and ``resume=False``, or another
+            process is training there (``RunDirBusy``: it holds ``run_dir/train.lock``).
     """
     dist_info = init_distributed()
-    run_dir = Path(run_dir) if run_dir is not None else DEFAULT_EXPERIMENTS_DIR / f"{config.model}-{config.dataset}-seed{config.seed}"
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
     if not dist_info.is_main:
         log = lambda *args, **kwargs: None  # noqa: E731 - only rank 0 talks
         progress = False
     checkpoint_path = run_dir / "last.pt"
+    if not resume and ((run_dir / "config.yaml").exists() or checkpoint_path.exists()):
+        raise RunDirError(existing_run_message(run_dir))
     if (run_dir / "config.yaml").exists():
-        if not resume:
-            raise RunDirError(f"{run_dir}: already holds a run; resume it or choose another run directory")
         _check_same_recipe(run_dir, config)
         existing = load_run(run_dir)
         if existing.final is not None:
@@ -710,6 +708,9 @@ def read_progress(losses: torch.Tensor, steps_done: int, correct: torch.Tensor) 
 def run_steps(config: TrainConfig, steps_per_epoch: int, train_images: int) -> int:
     """The optimizer steps of the whole run: every step of ``epochs`` epochs, or ``total_steps``,
     which must end within the last epoch (airbench94's 9.9 epochs: 10 epochs, the last one cut short)."""
+    if config.batch_size > train_images:  # one chance-level step per epoch, without a word otherwise
+        raise ConfigError(f"config: key 'batch_size' ({config.batch_size}) is larger than the training split "
+                          f"({train_images} training images): lower it to at most {train_images}")
     if steps_per_epoch == 0:
         raise ConfigError(f"config: {train_images} training images make no full batch of {config.batch_size} "
                           "(drop_last leaves out the last smaller batch): lower batch_size")

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 import torch.utils.deterministic
 
+from course_utils.config import DEVICE_PATTERN, ConfigError
 from course_utils.models import create_model
 
 # cuBLAS is deterministic only with a fixed workspace, and PyTorch reads this setting once, when it
@@ -58,11 +59,21 @@ def set_deterministic(enabled: bool = True, device: torch.device | str = "cuda")
 
 
 def resolve_device(requested: str = "auto") -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a device of this machine; anything this machine
+    lacks raises ``ConfigError`` with one line: what was asked, what is here, what to use instead."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not DEVICE_PATTERN.fullmatch(str(requested)):
+        raise ConfigError(f"device {requested!r} is not a device name: use auto, cpu, cuda or cuda:N")
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {requested!r} was asked for, but no CUDA GPU is available")
+        build = "this PyTorch is a CPU-only build" if torch.version.cuda is None else "PyTorch sees none"
+        raise ConfigError(f"device {requested!r} was asked for, but this machine has no CUDA GPU ({build}); "
+                          "use device=cpu or device=auto")
+    count = torch.cuda.device_count() if device.type == "cuda" else 0
+    if device.index is not None and device.index >= count:
+        raise ConfigError(f"device {requested!r} was asked for, but this machine has {count} CUDA GPU(s) "
+                          f"(cuda:0 to cuda:{count - 1}); use cuda:0 or device=auto")
     return device
 
 
@@ -76,7 +87,8 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> str:
     """
     if requested != "auto":
         if requested == "fp16" and device.type != "cuda":
-            raise ValueError(f"precision 'fp16' needs a CUDA GPU; use fp32, bf16 or auto on {device}")
+            raise ConfigError(f"precision 'fp16' needs a CUDA GPU (its gradient scaler does), but this run is on "
+                              f"{device.type}; use precision=fp32, bf16 or auto there")
         return requested
     if device.type != "cuda":
         return "fp32"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from course_utils.data import Dataset
 from course_utils.engine import load_run, load_weights, weights_digest
+from course_utils.run_files import read_final
 from course_utils.tables import text_table
 
 
@@ -25,8 +26,9 @@ def run_dataset(config) -> Dataset:
 def run_state(run_dir) -> str:
     """What ``engine.train`` will do with ``run_dir``: ``"finished"``, ``"diverged"``, ``"resumable"`` or ``"new"``."""
     run_dir = Path(run_dir)
-    if (run_dir / "final.json").exists():
-        return json.loads((run_dir / "final.json").read_text()).get("status", "finished")
+    final = read_final(run_dir / "final.json")  # a damaged file: one line naming it
+    if final is not None:
+        return final["status"]
     if (run_dir / "last.pt").exists():
         return "resumable"
     return "new"
