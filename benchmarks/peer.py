@@ -111,16 +111,16 @@ def run_ours_seed(config, seed: int, run_dir: Path, device: torch.device) -> dic
             else run.final["last"]["test"]["accuracy"]}
 
 
-def summarize(rows: list[dict], name: str) -> dict | None:
-    """Mean accuracy over every seed, mean seconds over the warm seeds (all but the first, when
-    there are two or more)."""
-    mine = [r for r in rows if r["name"] == name]
+def summarize(runs: list[dict], name: str, skipped: str | None = None) -> dict:
+    """One side's row: mean accuracy over every seed, mean seconds over the warm seeds (all but the
+    first, when there are two or more); empty with the reason when the side did not run."""
+    mine = [r for r in runs if r["name"] == name]
     if not mine:
-        return None
+        return {"name": name, "seeds": 0, "test_acc": None, "seconds": None, "skipped": skipped or "no seed ran"}
     warm = mine[1:] if len(mine) > 1 else mine
     return {"name": name, "seeds": len(mine), "test_acc": float(np.mean([r["test_acc"] for r in mine])),
-            "seconds": float(np.mean([r["seconds"] for r in warm])), "seconds_over": "warm seeds" if len(mine) > 1
-            else "one (cold) run"}
+            "seconds": float(np.mean([r["seconds"] for r in warm])), "skipped": None,
+            "seconds_over": "warm seeds" if len(mine) > 1 else "one (cold) run"}
 
 
 def run(device: torch.device, out_dir: Path, *, quick: bool = False, seeds: int = SEEDS, budget_seconds: float = 150.0,
@@ -158,15 +158,14 @@ def run(device: torch.device, out_dir: Path, *, quick: bool = False, seeds: int 
         rows.append(run_ours_seed(config, seed, work / f"ours-seed{seed}", device))
         log(_row_line(rows[-1]))
         pair_seconds = time.perf_counter() - pair_started
-    summary = [s for s in (summarize(rows, PEER), summarize(rows, OURS)) if s is not None]
-    peer, ours = (next((s for s in summary if s["name"] == n), None) for n in (PEER, OURS))
+    peer, ours = summarize(rows, PEER, peer_skip), summarize(rows, OURS)
     comparison = None
-    if peer and ours:
+    if peer["seeds"] and ours["seeds"]:
         comparison = {"accuracy_gap_points": 100 * (ours["test_acc"] - peer["test_acc"]),
                       "seconds_ratio": ours["seconds"] / peer["seconds"],
                       "matches": ours["test_acc"] >= peer["test_acc"] - 0.002 and ours["seconds"] <= 1.3 * peer["seconds"]}
     return {"benchmark": NAME, "title": "airbench94 beside the course's fast_gpu_50k.yaml, same device, same data",
-            "device": str(device), "rows": rows, "summary": summary, "peer_skipped": peer_skip,
+            "device": str(device), "baseline": PEER, "rows": [peer, ours], "runs": rows, "peer_skipped": peer_skip,
             "comparison": comparison, "peer_files": written, "budget_seconds": budget_seconds,
             "notes": ["seconds: one call's wall time after the device finished (train94; engine.train without its "
                       "final evaluation); the mean leaves out each side's first (cold) run when there are two or more",
@@ -182,9 +181,7 @@ def _row_line(row: dict) -> str:
 
 def format_result(payload: dict) -> str:
     columns = [("name", "run", 40), ("seeds", "seeds", 5), ("test_acc", "test acc (TTA)", 14), ("seconds", "seconds", 8)]
-    rows = [{**s, "test_acc": f"{100 * s['test_acc']:.2f}%"} for s in payload["summary"]]
-    if payload["peer_skipped"]:
-        rows.insert(0, {"name": PEER, "seeds": 0, "test_acc": None, "seconds": None})
+    rows = [{**r, "test_acc": None if r["test_acc"] is None else f"{100 * r['test_acc']:.2f}%"} for r in payload["rows"]]
     lines = [f"== {payload['title']}", format_table(columns, rows)]
     if payload["peer_skipped"]:
         lines.append(f"peer: SKIPPED: {payload['peer_skipped']}")

@@ -76,9 +76,9 @@ def bench(tmp_path_factory, data_dir):
     assert statuses == {"nvidia_smi": "FAILED (exit 3)", **{name: "ok" for name in STEPS[1:]}}, \
         f"the forced failure should be recorded and every later step run:\n{summary}"
     assert summary.splitlines()[-1].startswith("all steps ended: 1 of 8 steps not ok"), summary
-    output = result.stdout.strip().splitlines()
-    assert output[-1] == summary.splitlines()[-1] and "== summary" in "\n".join(output[-12:]), \
-        f"the summary should end the check's output:\n{result.stdout[-2000:]}"
+    assert "== summary" in result.stdout, f"the check should print its summary last:\n{result.stdout[-2000:]}"
+    printed_last = result.stdout[result.stdout.rindex("== summary"):].splitlines()[1:]
+    assert printed_last == summary.splitlines(), f"the summary should end the check's output:\n{result.stdout[-2000:]}"
     assert "skipped" in (out / "cuda_tests.txt").read_text(), "without CUDA the CUDA tests should say they skipped"
     payloads = {}
     for name in BENCHMARKS:
@@ -338,10 +338,12 @@ def test_the_peer_step_writes_airbenchs_files_and_runs_ours_beside_it(bench):
     skipped = [line for line in stdout.splitlines() if line.startswith("peer: SKIPPED: ")]
     assert len(skipped) == 1 and ("airbench not importable" in skipped[0] or "train94 needs CUDA" in skipped[0]), \
         skipped
-    ours = [row for row in payload["rows"] if row["name"] == "course, fast_gpu_50k.yaml"]
-    assert [row["seed"] for row in ours] == [0, 1] and all(0 <= row["test_acc"] <= 1 for row in ours)
-    assert payload["summary"][0]["seconds"] == pytest.approx(ours[1]["seconds"], rel=REL), \
+    ours = [run for run in payload["runs"] if run["name"] == "course, fast_gpu_50k.yaml"]
+    assert [run["seed"] for run in ours] == [0, 1] and all(0 <= run["test_acc"] <= 1 for run in ours)
+    rows = by_name(payload)
+    assert rows["course, fast_gpu_50k.yaml"]["seconds"] == pytest.approx(ours[1]["seconds"], rel=REL), \
         "with two seeds the mean seconds leave out the first (cold) run"
+    assert rows[payload["baseline"]]["seeds"] == 0 and rows[payload["baseline"]]["skipped"] == payload["peer_skipped"]
     assert payload["comparison"] is None, "no comparison without the peer's numbers"
 
 
