@@ -9,12 +9,22 @@
 #   OUT_DIR/<benchmark>.json (benchmarks/run.py describes them);
 # - nothing is installed: Python is $PYTHON, else .venv/bin/python, else python3.
 #
-# Steps and their limits in seconds (555 in all: the check ends within about 9.5 minutes, whichever
-# step stalls). The limits are estimates: no GPU has run this check yet.
-#   nvidia_smi 15 | cuda_tests 90 (tests/test_cuda.py) | input_pipeline 60 | training 105 (torch.compile
-#   included) | precision 45 | time_to_accuracy 135 (laptop ResNet-18, the fast recipe and its full
-#   profile, each stopped after GPU_CHECK_CAP_MINUTES=0.5 minutes of training) | gpu_epoch 105 (seconds
-#   per epoch of the 200-epoch recipe with each speed setting, and the projected 200-epoch time).
+# Steps and their limits in seconds: 585 in all, so the check ends within 10 minutes on one H100
+# whichever step stalls, and prints its summary last. Each limit is sized from what the step does
+# (estimates: no GPU has run this check yet; a step's own output says how long it took):
+#   nvidia_smi 10
+#   cuda_tests 75        tests/test_cuda.py: pytest start-up (~10 s), short CUDA runs of the engine
+#   input_pipeline 45    batches/s of two loaders; DataLoader workers start in seconds
+#   training 90          images/s of 6 training variants, ~150 steps each, plus one cold torch.compile
+#                        of ResNet-18 forward and backward (~40-60 s)
+#   precision 30         the fast net's step in bf16 and fp32, a few hundred steps
+#   time_to_accuracy 95  three recipes, each stopped after GPU_CHECK_CAP_MINUTES=0.3 minutes of
+#                        training (54 s in all), their data built once, one checkpoint per epoch
+#   peer 140             airbench94 (train94, ~4-5 s a run on an H100, cold cuDNN on the first) and
+#                        fast_gpu_50k.yaml through the engine (data ~5 s, 476 steps), seed pairs while
+#                        --peer-budget 110 s allows another: 3 seeds where time allows
+#   gpu_epoch 100        seconds per epoch of the 200-epoch recipe with each speed setting (8 rows,
+#                        ~100 steps each, one torch.compile, warm from the training step's cache)
 #
 # Data: found as the tests find it (conftest.py): $COURSE_DATA_DIR, else ../shared/data if it holds
 # cifar10.npz, else data/. Without cifar10.npz there, the steps that need it are skipped (gpu_epoch
@@ -23,6 +33,9 @@
 # Settings (environment):
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1   the same steps on a CPU in seconds each (the tests' dry run)
 #   GPU_CHECK_LIMITS="training=200,gpu_epoch=300"   other limits, in seconds
+#   GPU_CHECK_PEER_BUDGET=110   the peer step's seconds for seed pairs (GPU_CHECK_CAP_MINUTES: time_to_accuracy's)
+# The peer step needs `airbench==0.1.8` (the dev extra installs it); without it the step records one
+# line saying so and is skipped, and the check still passes.
 #   GPU_CHECK_FAIL_STEP=<step>   that step fails on purpose (the tests check that the others still run)
 set -uo pipefail  # no -e: one failed step must not end the check
 caller=$PWD
@@ -31,13 +44,14 @@ from_caller() { case $1 in /*) echo "$1" ;; *) echo "$caller/$1" ;; esac; }  # a
 
 out=$([ -n "${1:-}" ] && from_caller "$1" || echo build/gpu-check)
 device="${GPU_CHECK_DEVICE:-cuda}"
-cap_minutes="${GPU_CHECK_CAP_MINUTES:-0.5}"
+cap_minutes="${GPU_CHECK_CAP_MINUTES:-0.3}"
+peer_budget="${GPU_CHECK_PEER_BUDGET:-110}"  # seconds within which the peer step starts another seed pair
 quick=(); [ -n "${GPU_CHECK_QUICK:-}" ] && quick=(--quick)
 export PYTHONUNBUFFERED=1  # step output reaches the terminal and its file as it is printed
 
-STEPS=(nvidia_smi cuda_tests input_pipeline training precision time_to_accuracy gpu_epoch)
-declare -A limit=([nvidia_smi]=15 [cuda_tests]=90 [input_pipeline]=60 [training]=105 [precision]=45
-                  [time_to_accuracy]=135 [gpu_epoch]=105)
+STEPS=(nvidia_smi cuda_tests input_pipeline training precision time_to_accuracy peer gpu_epoch)
+declare -A limit=([nvidia_smi]=10 [cuda_tests]=75 [input_pipeline]=45 [training]=90 [precision]=30
+                  [time_to_accuracy]=95 [peer]=140 [gpu_epoch]=100)
 for pair in ${GPU_CHECK_LIMITS:+${GPU_CHECK_LIMITS//,/ }}; do
     name=${pair%%=*} seconds=${pair#*=}
     if [ -z "${limit[$name]+set}" ] || ! [[ $seconds =~ ^[1-9][0-9]*$ ]]; then
@@ -70,6 +84,8 @@ finish() {
     local end="all steps ended"
     [ -n "$interrupted" ] && end="INTERRUPTED"
     note "$end: $not_ok of ${#STEPS[@]} steps not ok; $((SECONDS - started)) s in all; results in $out"
+    printf '\n== summary (%s)\n' "$summary"
+    cat "$summary"  # the summary comes last in the output, whatever failed
 }
 trap finish EXIT
 # Ctrl-C or a kill ends the running step (timeout passes the signal on to it) and the check.
@@ -160,8 +176,9 @@ if [ -n "$data_ok" ]; then
     bench training --ref-workers "$workers"
     bench precision
     bench time_to_accuracy --cap-minutes "$cap_minutes"
+    bench peer --peer-budget "$peer_budget"
 else
-    for name in cuda_tests input_pipeline training precision time_to_accuracy; do skip "$name" "$no_data"; done
+    for name in cuda_tests input_pipeline training precision time_to_accuracy peer; do skip "$name" "$no_data"; done
 fi
 bench gpu_epoch  # random images: runs without the data
 [ "$not_ok" -eq 0 ] && [ -z "$interrupted" ]

@@ -7,6 +7,8 @@ Benchmarks (``--only`` picks some, comma-separated):
 - ``precision``: the fast net's training step in bf16 autocast vs fp32 (CPUs: watches torch #183815).
 - ``time_to_accuracy``: minutes to 85% and 90% validation accuracy, laptop ResNet-18 recipe vs the
   fast recipe, trained epoch by epoch in turn (tens of minutes on a CPU; ``--cap-minutes``).
+- ``peer``: airbench94 itself (``airbench==0.1.8``) beside ``configs/fast_gpu_50k.yaml``, seed by seed,
+  on the same device and data (``--seeds``; on a CPU a dry run: the peer needs CUDA).
 - ``gpu_epoch``: seconds per epoch of the reference recipe with each speed setting on and off,
   and the projected 200-epoch time. Runs by default with ``--device cuda`` only; on a CPU
   ``--only gpu_epoch`` is a dry run of its code path.
@@ -25,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import common, gpu_epoch, input_pipeline, precision, time_to_accuracy, training
+from benchmarks import common, gpu_epoch, input_pipeline, peer, precision, time_to_accuracy, training
 from course_utils.repro import resolve_device
 
-BENCHMARKS = ("input_pipeline", "training", "precision", "time_to_accuracy", "gpu_epoch")
+BENCHMARKS = ("input_pipeline", "training", "precision", "time_to_accuracy", "peer", "gpu_epoch")
 ALIASES = {"pipeline": "input_pipeline", "gpu": "gpu_epoch", "train": "training", "bf16": "precision",
            "tta": "time_to_accuracy"}
 
@@ -56,6 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder of cifar10.npz (default: $COURSE_DATA_DIR, else data/)")
     parser.add_argument("--cap-minutes", type=float, default=45.0,
                         help="time_to_accuracy: stop a recipe after this many minutes of training (default 45)")
+    parser.add_argument("--seeds", type=int, default=peer.SEEDS,
+                        help=f"peer: seeds of each side, while --peer-budget allows (default {peer.SEEDS})")
+    parser.add_argument("--peer-budget", type=float, default=150.0,
+                        help="peer: start another seed pair only if it should end within this many seconds (default 150)")
     parser.add_argument("--strict", action="store_true", help="exit with status 1 if a speed target is not met")
     args = parser.parse_args(argv)
     args.device = resolve_device(args.device)
@@ -109,6 +115,10 @@ def main(argv=None) -> int:
             elif name == "precision":
                 payload = precision.run(split, args.device, quick=args.quick)
                 text = precision.format_result(payload)
+            elif name == "peer":
+                payload = peer.run(args.device, args.out, quick=args.quick, seeds=args.seeds,
+                                   budget_seconds=args.peer_budget, data_dir=args.data_dir)
+                text = peer.format_result(payload)
             elif name == "time_to_accuracy":
                 payload = time_to_accuracy.run(args.device, args.out, quick=args.quick, cap_minutes=args.cap_minutes,
                                                data_dir=args.data_dir)
@@ -120,8 +130,9 @@ def main(argv=None) -> int:
             other_processes_cpu_share=foreign.share,
             unreliable_because=common.load_verdict(foreign.share, payload.get("ratio_rounds")),
             machine=machine,
-            data_source=("random uint8" if name == "gpu_epoch" else split.source),
-            data_note=(None if name == "gpu_epoch" else split.note),
+            data_source=("random uint8" if name == "gpu_epoch" else payload["peer_files"]["source"] if name == "peer"
+                         else split.source),
+            data_note=(None if name in ("gpu_epoch", "peer") else split.note),
             quick=args.quick,
             command="python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
             load_average_before=[round(v, 2) for v in before],

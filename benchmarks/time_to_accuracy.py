@@ -4,7 +4,9 @@ Both recipes train on the real 40k split through ``engine.train``, one epoch of 
 (``stop_after_epochs``, then resume), so a change in the machine's load hits both alike. The
 clock is each run's own ``metrics.csv`` (training plus the per-epoch validation pass); a recipe
 stops when it has passed every threshold, finished its schedule, or used up the time cap.
-The per-epoch validation accuracy is plain (no test-time augmentation), for both recipes.
+The per-epoch validation accuracy is plain (no test-time augmentation), for both recipes. Each
+recipe's data (split, statistics, iterators on the device) is built once and handed to every
+``train`` call of it.
 On a GPU the fast recipe's full profile (``configs/fast_gpu.yaml``) runs as a third contestant.
 """
 
@@ -17,7 +19,7 @@ import torch
 
 from benchmarks.common import format_table
 from course_utils.config import CONFIG_DIR, load_config
-from course_utils.engine import train
+from course_utils.engine import build_data, train
 
 NAME = "time_to_accuracy"
 THRESHOLDS = (0.85, 0.90)
@@ -44,6 +46,7 @@ def run(device: torch.device, out_dir: Path, *, quick: bool = False, cap_minutes
     run_dirs = {name: Path(out_dir) / NAME / name.replace(" ", "_").replace(",", "") for name in configs}
     for path in run_dirs.values():
         shutil.rmtree(path, ignore_errors=True)  # fresh runs: a benchmark never resumes old timings
+    bundles = {name: build_data(config, torch.device(device)) for name, config in configs.items()}  # once per recipe
     elapsed = {name: 0.0 for name in configs}
     reached = {name: {} for name in configs}
     history = {name: [] for name in configs}
@@ -54,7 +57,7 @@ def run(device: torch.device, out_dir: Path, *, quick: bool = False, cap_minutes
     while active:
         for name in list(active):
             run_ = train(configs[name], run_dirs[name], progress=False, log=lambda line: None,
-                         stop_after_epochs=epoch + 1)
+                         stop_after_epochs=epoch + 1, data=bundles[name])
             row = run_.metrics[-1]
             elapsed[name] += row["epoch_seconds"]
             history[name].append({"epoch": row["epoch"], "seconds": elapsed[name], "val_acc": row["val_acc"]})

@@ -16,8 +16,10 @@ One job per module; notebooks import from here and never reimplement:
 - ``init``        weight initialization schemes; ``init_diagnostics`` their gains, depth profiles, first steps
 - ``whitening``   the fast net's patch-whitening filters
 - ``config``      the training recipe as plain data, loaded from YAML; differences between configs
-- ``schedule``    warmup + cosine (or linear) learning rate
-- ``engine``      the training loop: run directory, checkpoints, resume, DDP
+- ``schedule``    warmup + cosine (or linear) learning rate, in the course's or airbench94's steps
+- ``engine``      the training loop: data and model set-up, checkpoints, resume
+- ``run_dir``     a run directory's files (``run_files`` reads them with checks, ``run_lock`` guards them)
+- ``distributed`` data parallelism under torchrun; ``progress`` the loop's bars and printed tables
 - ``lookahead``   the EMA lookahead of the fast recipe
 - ``evaluate``    accuracy/loss, predictions, test-time augmentation
 - ``predictions`` predictions and the classifier of a trained run directory

@@ -39,7 +39,7 @@ class TrainConfig:
     crop_padding: int = 4
     pad_mode: str = "zeros"  # the crop's padding: zeros (black border) | reflect
     flip_mode: str = "random"  # random (each image, each epoch) | alternating (all flip every other epoch)
-    drop_last: bool = False  # training epochs of full batches only (the permutation's tail left out); on with compile
+    drop_last: bool = False  # training epochs of full batches only (the permutation's tail left out)
     # --- model
     model: str = "resnet18"
     norm: str = "batch"  # batch | group
@@ -58,11 +58,15 @@ class TrainConfig:
     epochs: int = 200
     total_steps: typing.Optional[int] = None  # stop after this many optimizer steps, within the last epoch; None: all
     warmup_epochs: int = 5  # per-iteration linear warmup, then per-iteration cosine
-    eta_min: float = 1e-6  # the lr at the last step
+    warmup_fraction: typing.Optional[float] = None  # warmup over int(fraction x all steps) instead (needs warmup_epochs: 0)
+    warmup_start: typing.Optional[float] = None  # None: lr x (step+1)/warmup; a number: a line from this x lr at step 0
+    eta_min: typing.Optional[float] = 1e-6  # the lr at the last step; null only with final_lr_fraction
+    final_lr_fraction: typing.Optional[float] = None  # the decay heads for this x lr one step after the last (airbench)
     schedule: str = "cosine"  # after the warmup: cosine | linear (decay to eta_min)
     norm_bias_lr_scale: float = 1.0  # lr multiplier of norm-layer biases (weight decay scaled down by as much)
     lookahead_every: int = 0  # EMA lookahead every N steps (0: off); see course_utils.lookahead
     lookahead_start_epoch: int = 0  # first epoch (0-based) with lookahead steps
+    lookahead_sync: str = "every_epoch"  # weights := average at every epoch end | last_step (airbench94, from step 0)
     label_smoothing: float = 0.0
     class_weighting: str = "none"  # none | balanced (inverse class frequency in the loss)
     # --- runtime
@@ -71,7 +75,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     memory_format: str = "auto"  # auto (GPU: channels_last; CPU: at widths divisible by 16) | channels_last | contiguous
-    compile: bool = False
+    compile: bool = False  # torch.compile the model (every batch kept: the tail gets its own graph)
+    checkpoint_every: int = 1  # epochs between checkpoints (last.pt, best.pt); the last epoch always writes one
+    eval_batch_size: typing.Optional[int] = None  # images per evaluation batch; None: 512
+    device_read_every: typing.Optional[int] = None  # steps between reads of the loss; None: 1 on a CPU, 25 on a GPU
     keep_best: bool = True  # also keep (and finally evaluate) the best-by-validation weights
     tta: str = "none"  # test-time augmentation of the final val/test evaluation: none | flip | flip_translate
 
@@ -94,6 +101,7 @@ CHOICES = {
     "flip_mode": ("random", "alternating"),
     "schedule": ("cosine", "linear"),
     "tta": ("none", "flip", "flip_translate"),
+    "lookahead_sync": ("every_epoch", "last_step"),
 }
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]+)?")  # whether this machine has it is checked at run time
 # (minimum, maximum, minimum is exclusive)
@@ -112,11 +120,17 @@ RANGES = {
     "batch_size": (1, None, False),
     "epochs": (1, None, False),
     "warmup_epochs": (0, None, False),
+    "warmup_fraction": (0, 1, True),
+    "warmup_start": (0, 1, False),
     "eta_min": (0, None, False),
+    "final_lr_fraction": (0, 1, False),
     "label_smoothing": (0, 1, False),
     "norm_bias_lr_scale": (0, None, True),
     "lookahead_every": (0, None, False),
     "lookahead_start_epoch": (0, None, False),
+    "checkpoint_every": (1, None, False),
+    "eval_batch_size": (1, None, False),
+    "device_read_every": (1, None, False),
 }
 
 
@@ -192,8 +206,17 @@ def validate(config: TrainConfig, source: str = "config") -> None:
                           f"(set keep_best: false and val_per_class: null)")
     if config.warmup_epochs >= config.epochs and config.warmup_epochs > 0:
         raise ConfigError(f"{source}: key 'warmup_epochs' ({config.warmup_epochs}) must be < epochs ({config.epochs})")
-    if config.eta_min > config.lr:
+    if config.warmup_fraction is not None and config.warmup_epochs:
+        raise ConfigError(f"{source}: keys 'warmup_fraction' ({config.warmup_fraction}) and 'warmup_epochs' "
+                          f"({config.warmup_epochs}) both set the warmup: set warmup_epochs: 0")
+    if (config.eta_min is None) == (config.final_lr_fraction is None):
+        raise ConfigError(f"{source}: keys 'eta_min' ({config.eta_min}) and 'final_lr_fraction' "
+                          f"({config.final_lr_fraction}): exactly one sets the end of the schedule, the other is null")
+    if config.eta_min is not None and config.eta_min > config.lr:
         raise ConfigError(f"{source}: key 'eta_min' ({config.eta_min}) must be <= lr ({config.lr})")
+    if config.lookahead_sync == "last_step" and config.lookahead_start_epoch:
+        raise ConfigError(f"{source}: key 'lookahead_start_epoch' ({config.lookahead_start_epoch}) must be 0 with "
+                          "lookahead_sync: last_step (its average starts at step 0)")
     if config.imbalance_ratio is not None and config.train_per_class is not None:
         raise ConfigError(f"{source}: keys 'imbalance_ratio' and 'train_per_class' cannot both be set")
     if not DEVICE_PATTERN.fullmatch(config.device):

@@ -43,7 +43,7 @@ def predict(model: torch.nn.Module, batches, precision: str = "fp32", tta: str =
     return logits.cpu(), labels.cpu()  # one copy to the host for the whole split
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all (version counters, views): the cheapest mode
 def device_predictions(model: torch.nn.Module, batches, precision: str = "fp32",
                        tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
     """``predict`` without the copy to the host: the logits and labels stay on the batches' device.

@@ -40,9 +40,9 @@ def grid_config(base_config: TrainConfig, lr: float, warmup: bool, seed: int | N
     """
     if warmup and base_config.warmup_epochs == 0:
         raise ValueError("warmup=True needs base_config.warmup_epochs >= 1 (it sets the warmup length)")
+    eta_min = None if base_config.eta_min is None else min(base_config.eta_min, float(lr))
     return base_config.replace(lr=float(lr), warmup_epochs=base_config.warmup_epochs if warmup else 0,
-                               eta_min=min(base_config.eta_min, float(lr)), keep_best=False,
-                               seed=base_config.seed if seed is None else int(seed))
+                               eta_min=eta_min, keep_best=False, seed=base_config.seed if seed is None else int(seed))
 
 
 def grid_row(run: engine.Run, lr: float, warmup: bool) -> dict:
@@ -242,7 +242,7 @@ def lr_range_test(config: TrainConfig, *, start_lr: float = 1e-5, end_lr: float 
     model = engine.build_model(config, len(bundle.classes)).to(device)
     if resolve_channels_last(device, config.memory_format, config.width):
         model = model.to(memory_format=torch.channels_last)
-    optimizer = engine.build_optimizer(config.replace(lr=start_lr, eta_min=0.0), model)
+    optimizer = engine.build_optimizer(config.replace(lr=start_lr, eta_min=None if config.eta_min is None else 0.0), model)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     schedule = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))

@@ -38,8 +38,10 @@ class HostDeviceTraffic(TorchDispatchMode):
             self.to_host += 1
             if self.device_type == "meta":
                 return 0
-        if (func is torch.ops.aten._to_copy.default and on_device and self.device_type == "meta"
-                and torch.device(kwargs.get("device") or "meta").type == "cpu"):
+        # Inference tensors (evaluation runs under torch.inference_mode) reach this mode as aten.to,
+        # not as its _to_copy decomposition.
+        if (func in (torch.ops.aten._to_copy.default, torch.ops.aten.to.dtype_layout) and on_device
+                and self.device_type == "meta" and torch.device(kwargs.get("device") or "meta").type == "cpu"):
             self.to_host += 1
             return torch.zeros(inputs[0].shape, dtype=kwargs.get("dtype") or inputs[0].dtype)
         out = func(*args, **kwargs)

@@ -28,8 +28,9 @@ if str(REPO_ROOT) not in sys.path:  # ``benchmarks`` is run from the repository 
 REL = 1e-9  # ratios are computed from the same floats that the JSON holds
 
 
-STEPS = ("nvidia_smi", "cuda_tests", "input_pipeline", "training", "precision", "time_to_accuracy", "gpu_epoch")
-BENCHMARKS = ("input_pipeline", "training", "precision", "time_to_accuracy", "gpu_epoch")
+STEPS = ("nvidia_smi", "cuda_tests", "input_pipeline", "training", "precision", "time_to_accuracy", "peer",
+         "gpu_epoch")
+BENCHMARKS = ("input_pipeline", "training", "precision", "time_to_accuracy", "peer", "gpu_epoch")
 DRY_RUN = {"GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_QUICK": "1", "OMP_NUM_THREADS": "1", "PYTHON": sys.executable,
            # the check's limits are sized for a GPU; a dry run on a loaded 2-core CPU gets more time
            "GPU_CHECK_LIMITS": ",".join(f"{name}=300" for name in STEPS)}
@@ -74,7 +75,10 @@ def bench(tmp_path_factory, data_dir):
     statuses = summary_statuses(out)
     assert statuses == {"nvidia_smi": "FAILED (exit 3)", **{name: "ok" for name in STEPS[1:]}}, \
         f"the forced failure should be recorded and every later step run:\n{summary}"
-    assert summary.splitlines()[-1].startswith("all steps ended: 1 of 7 steps not ok"), summary
+    assert summary.splitlines()[-1].startswith("all steps ended: 1 of 8 steps not ok"), summary
+    assert "== summary" in result.stdout, f"the check should print its summary last:\n{result.stdout[-2000:]}"
+    printed_last = result.stdout[result.stdout.rindex("== summary"):].splitlines()[1:]
+    assert printed_last == summary.splitlines(), f"the summary should end the check's output:\n{result.stdout[-2000:]}"
     assert "skipped" in (out / "cuda_tests.txt").read_text(), "without CUDA the CUDA tests should say they skipped"
     payloads = {}
     for name in BENCHMARKS:
@@ -93,7 +97,7 @@ def test_gpu_check_without_data_runs_what_needs_none_and_records_a_timeout(tmp_p
     assert len(errors) == 1 and f"no cifar10.npz in {empty}" in errors[0] and "COURSE_DATA_DIR" in errors[0], \
         f"a missing data folder should be one line naming it and COURSE_DATA_DIR:\n{result.stderr}"
     statuses = summary_statuses(tmp_path / "out")
-    assert statuses == {"nvidia_smi": "ok", **{name: "SKIPPED: no data (set COURSE_DATA_DIR)" for name in STEPS[1:6]},
+    assert statuses == {"nvidia_smi": "ok", **{name: "SKIPPED: no data (set COURSE_DATA_DIR)" for name in STEPS[1:7]},
                         "gpu_epoch": "TIMED OUT after 1 s"}, statuses
 
 
@@ -110,7 +114,7 @@ def test_an_interrupted_gpu_check_still_writes_its_summary(tmp_path):
     statuses = summary_statuses(tmp_path)
     assert statuses["nvidia_smi"] == "ok" and statuses["cuda_tests"].startswith("INTERRUPTED"), statuses
     assert all(statuses[name] == "not run (check interrupted)" for name in STEPS[2:]), statuses
-    assert (tmp_path / "summary.txt").read_text().splitlines()[-1].startswith("INTERRUPTED: 6 of 7 steps not ok")
+    assert (tmp_path / "summary.txt").read_text().splitlines()[-1].startswith("INTERRUPTED: 7 of 8 steps not ok")
 
 
 @pytest.mark.parametrize("settings, problem", [({"GPU_CHECK_LIMITS": "warp=5"}, "GPU_CHECK_LIMITS entry 'warp=5'"),
@@ -324,3 +328,36 @@ def test_timed_command_without_a_command_says_how_to_use_it_and_writes_nothing(t
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "usage:" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_the_peer_step_writes_airbenchs_files_and_runs_ours_beside_it(bench):
+    """On a CPU the peer cannot train (train94 needs CUDA) and without the package it cannot be
+    imported: either way one line says why, and fast_gpu_50k.yaml still trains (CI-sized)."""
+    stdout, payloads = bench
+    payload = payloads["peer"]
+    skipped = [line for line in stdout.splitlines() if line.startswith("peer: SKIPPED: ")]
+    assert len(skipped) == 1 and ("airbench not importable" in skipped[0] or "train94 needs CUDA" in skipped[0]), \
+        skipped
+    ours = [run for run in payload["runs"] if run["name"] == "course, fast_gpu_50k.yaml"]
+    assert [run["seed"] for run in ours] == [0, 1] and all(0 <= run["test_acc"] <= 1 for run in ours)
+    rows = by_name(payload)
+    assert rows["course, fast_gpu_50k.yaml"]["seconds"] == pytest.approx(ours[1]["seconds"], rel=REL), \
+        "with two seeds the mean seconds leave out the first (cold) run"
+    assert rows[payload["baseline"]]["seeds"] == 0 and rows[payload["baseline"]]["skipped"] == payload["peer_skipped"]
+    assert payload["comparison"] is None, "no comparison without the peer's numbers"
+
+
+def test_peer_files_hold_the_offline_copy_in_airbenchs_format(tmp_path, cifar10, data_dir):
+    from benchmarks.peer import write_peer_files
+
+    written = write_peer_files(tmp_path, data_dir, limit=(300, 200))
+    assert (written["train_images"], written["test_images"]) == (300, 200)
+    for split, (images, labels) in (("train", (cifar10.x_train, cifar10.y_train)),
+                                    ("test", (cifar10.x_test, cifar10.y_test))):
+        saved = torch.load(tmp_path / "cifar10" / f"{split}.pt", weights_only=True)
+        assert set(saved) == {"images", "labels", "classes"} and saved["classes"] == list(cifar10.classes)
+        assert saved["images"].dtype == torch.uint8 and saved["images"].shape[1:] == (32, 32, 3), \
+            "airbench's loader permutes NHWC uint8 images itself"
+        n = len(saved["labels"])
+        assert torch.equal(saved["images"], torch.from_numpy(images[:n]))
+        assert saved["labels"].dtype == torch.int64 and torch.equal(saved["labels"], torch.from_numpy(labels[:n]).long())

@@ -90,23 +90,32 @@ def test_the_fused_optimizer_is_chosen_on_cuda_only():
     assert [group["fused"] for group in optimizer.param_groups] == [None, None]
 
 
-def test_compiling_trains_on_full_batches_only(data_dir):
-    """A smaller last batch would make torch.compile compile the model again every epoch."""
+def test_compiling_keeps_every_batch_and_asks_for_static_shapes(data_dir, monkeypatch):
+    """compile does not change the recipe: the smaller last batch stays, compiled as its own shape."""
     config = load_config(REPO_ROOT / "configs" / "smoke.yaml", [f"data_dir={data_dir}", "train_per_class=103"])
     plain = engine.build_data(config, torch.device("cpu")).train
     compiled = engine.build_data(config.replace(compile=True), torch.device("cpu")).train
-    assert (len(plain), len(compiled)) == (17, 16)  # 1,030 images in batches of 64
-    sizes = [len(y) for _, y in compiled]
-    assert sizes == [64] * len(compiled), sizes
-    for (x, y), (x_full, y_full) in zip(compiled, plain):
-        assert torch.equal(x, x_full) and torch.equal(y, y_full), "dropping the tail changed a full batch"
+    assert (len(plain), len(compiled)) == (17, 17)  # 1,030 images in batches of 64: 16 full, 1 of 6
+    assert [len(y) for _, y in compiled] == [64] * 16 + [6]
+    dropped = engine.build_data(config.replace(compile=True, drop_last=True), torch.device("cpu")).train
+    assert len(dropped) == 16, "drop_last stays an explicit key (airbench's loader)"
+    asked = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: asked.append(kwargs) or model)
+    engine.compile_model(torch.nn.Linear(2, 2))
+    assert asked == [{"dynamic": False}], "each batch shape gets its own static graph"
 
 
 def test_compile_may_change_on_resume_only_if_the_batches_stay_the_same(tmp_path, data_dir):
+    """A run made when compile dropped the last batch (its environment.json says drop_last: true)
+    resumes only with drop_last: true; a run that kept it resumes with or without compile."""
     config = load_config(REPO_ROOT / "configs" / "smoke.yaml", [f"data_dir={data_dir}", "epochs=1", "warmup_epochs=0"])
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     engine.save_config(config.replace(compile=True), run_dir / "config.yaml")
-    with pytest.raises(engine.RunDirError, match="epochs drop their last batch .* set drop_last: true"):
+    (run_dir / "environment.json").write_text('{"drop_last": true}')
+    with pytest.raises(engine.RunDirError, match="epochs drop their last batch; drop_last=False .* set drop_last: true"):
         engine._check_same_recipe(run_dir, config)
     engine._check_same_recipe(run_dir, config.replace(drop_last=True))  # the same batches, eager
+    (run_dir / "environment.json").write_text('{"drop_last": false}')
+    engine._check_same_recipe(run_dir, config)
+    engine._check_same_recipe(run_dir, config.replace(compile=True))

@@ -71,6 +71,13 @@ def test_reference_config_is_the_recipe():
     ("base: config.yaml\nnorm: layer\n", "key 'norm' is 'layer', expected one of batch, group"),
     ("base: config.yaml\noptimizer: adam\n", "key 'optimizer' is 'adam', expected one of sgd, adamw"),
     ("base: config.yaml\nlr: -0.1\n", "key 'lr' must be > 0"),
+    ("base: config.yaml\nwarmup_fraction: 0.23\n", "keys 'warmup_fraction' (0.23) and 'warmup_epochs' (5) both"),
+    ("base: config.yaml\nwarmup_epochs: 0\nwarmup_fraction: 1.5\n", "key 'warmup_fraction' must be > 0 and <= 1"),
+    ("base: config.yaml\nfinal_lr_fraction: 0.07\n", "keys 'eta_min' (1e-06) and 'final_lr_fraction' (0.07)"),
+    ("base: config.yaml\neta_min: null\n", "keys 'eta_min' (None) and 'final_lr_fraction' (None)"),
+    ("base: config.yaml\nlookahead_sync: sometimes\n", "key 'lookahead_sync' is 'sometimes', expected one of"),
+    ("base: config.yaml\nlookahead_sync: last_step\nlookahead_start_epoch: 3\n",
+     "key 'lookahead_start_epoch' (3) must be 0 with lookahead_sync: last_step"),
     ("epochs: [1, 2\n", "not valid YAML"),
     ("- just\n- a list\n", "expected a mapping"),
 ])
@@ -242,8 +249,10 @@ def test_a_different_recipe_never_overwrites_a_run(tmp_path, data_dir):
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
 
 
-def test_divergence_at_a_huge_lr_stops_with_a_clear_message(tmp_path, data_dir):
-    config = load_config(SMOKE, TINY_OVERRIDES + ["lr=1.0e+6", "warmup_epochs=0", "eta_min=0.0"])
+@pytest.mark.parametrize("reads", [[], ["device_read_every=7"]], ids=["default-reads", "read-every-7-steps"])
+def test_divergence_at_a_huge_lr_stops_with_a_clear_message(tmp_path, data_dir, reads):
+    """Reading the loss every 7 steps instead of every step still names the first non-finite step."""
+    config = load_config(SMOKE, TINY_OVERRIDES + ["lr=1.0e+6", "warmup_epochs=0", "eta_min=0.0"] + reads)
     with pytest.raises(TrainingDiverged) as err:
         train(config, tmp_path / "run", progress=False, log=lambda *a: None)
     message = str(err.value)
@@ -334,3 +343,114 @@ def test_test_py_reevaluates_a_run_and_matches_its_final_table(tmp_path, data_di
     missing = subprocess.run([sys.executable, "test.py", "--config", str(SMOKE), "--run-dir", str(tmp_path / "none")],
                              cwd=REPO_ROOT, capture_output=True, text=True)
     assert missing.returncode == 2 and "not a run directory" in missing.stderr
+
+
+# --------------------------------------------------------------------------- speed options (same results)
+
+
+def _untimed(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
+
+
+def test_checkpoint_every_writes_fewer_checkpoints_and_trains_the_same_bits(tmp_path, data_dir, monkeypatch):
+    from course_utils import engine
+
+    config = load_config(SMOKE, TINY_OVERRIDES)  # 3 epochs, keep_best: best.pt as well
+    reference = train(config, tmp_path / "every-epoch", progress=False, log=lambda *a: None)
+    writes = []
+    real_save = engine.save_atomically
+
+    def recording_save(state, path):
+        writes.append((Path(path).name, state["epoch"]))
+        real_save(state, path)
+
+    monkeypatch.setattr(engine, "save_atomically", recording_save)
+    sparse = train(config.replace(checkpoint_every=2), tmp_path / "every-2", progress=False, log=lambda *a: None)
+    assert [epoch for name, epoch in writes if name == "last.pt"] == [2, 3], \
+        f"last.pt after epoch 2 and after the last epoch only, got {writes}"
+    assert all(name in ("last.pt", "best.pt") for name, _ in writes)
+    best_writes = [epoch for name, epoch in writes if name == "best.pt"]
+    assert best_writes and len(best_writes) <= 2, f"best.pt only with a checkpoint, got {writes}"
+    untimed = lambda final: {k: v for k, v in final.items() if k != "final_evaluation_seconds"}  # noqa: E731
+    assert untimed(sparse.final) == untimed(reference.final)
+    assert _untimed(sparse.metrics) == _untimed(reference.metrics)
+    for name in ("last.pt", "best.pt"):
+        ref, new = (load_checkpoint(tmp_path / run / name) for run in ("every-epoch", "every-2"))
+        assert ref["epoch"] == new["epoch"], name
+        for key, tensor in ref["model"].items():
+            assert torch.equal(tensor, new["model"][key]), f"{name}: {key} differs with checkpoint_every: 2"
+
+
+def test_a_stop_between_checkpoints_still_writes_one_and_resumes_bitwise(tmp_path, data_dir):
+    config = load_config(SMOKE, TINY_OVERRIDES + ["checkpoint_every=5"])
+    reference = train(config, tmp_path / "reference", progress=False, log=lambda *a: None)
+    train(config, tmp_path / "resumed", progress=False, log=lambda *a: None, stop_after_epochs=1)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["epoch"] == 1, "a requested stop writes a checkpoint"
+    resumed = train(config, tmp_path / "resumed", progress=False, log=lambda *a: None)
+    ref_state = load_checkpoint(tmp_path / "reference" / "last.pt")["model"]
+    new_state = load_checkpoint(tmp_path / "resumed" / "last.pt")["model"]
+    assert all(torch.equal(t, new_state[k]) for k, t in ref_state.items()), "resumed weights differ"
+    assert resumed.final["last"] == reference.final["last"]
+
+
+def test_the_loop_reads_the_device_once_per_interval_and_at_each_epochs_end(tmp_path, data_dir, monkeypatch):
+    from course_utils import engine
+
+    reads = []
+    real_read = engine.read_progress
+
+    def recording_read(losses, steps_done, correct):
+        reads.append(steps_done)
+        return real_read(losses, steps_done, correct)
+
+    monkeypatch.setattr(engine, "read_progress", recording_read)
+    config = load_config(SMOKE, TINY_OVERRIDES + ["epochs=2", "device_read_every=4"])  # 10 steps per epoch
+    train(config, tmp_path / "run", progress="text", log=lambda *a: None)
+    assert reads == [4, 8, 10] * 2, reads
+    assert engine.device_read_interval(config.replace(device_read_every=None), torch.device("cpu")) == 1
+    assert engine.device_read_interval(config.replace(device_read_every=None), torch.device("cuda")) == 25
+
+
+def test_reading_the_progress_is_one_copy_from_the_device():
+    from device_traffic import count_traffic
+
+    from course_utils.engine import read_progress
+
+    losses = torch.zeros(10, device="meta")
+    correct = torch.zeros((), device="meta")
+    with count_traffic("meta") as traffic:
+        read_progress(losses, 6, correct)
+    assert (traffic.to_device, traffic.to_host) == (0, 1), "finite flag, loss and correct count: one read"
+    finite, loss, count = read_progress(torch.tensor([1.0, float("nan"), 2.0]), 3, torch.tensor(5.0))
+    assert (finite, loss, count) == (False, 2.0, 5.0)
+    assert read_progress(torch.tensor([1.0, 3.0, float("inf")]), 2, torch.tensor(1.0)) == (True, 3.0, 1.0), \
+        "only the steps done so far are checked"
+
+
+def test_evaluation_batches_have_their_own_size_and_run_in_inference_mode(data_dir):
+    from course_utils.engine import build_data, build_model
+    from course_utils.evaluate import evaluate
+
+    config = load_config(SMOKE, [f"data_dir={data_dir}"])
+    default = build_data(config, torch.device("cpu"))
+    assert {default.val.batch_size, default.test.batch_size, default.train_eval.batch_size} == {512}
+    bundle = build_data(config.replace(eval_batch_size=200), torch.device("cpu"))
+    assert {bundle.val.batch_size, bundle.test.batch_size, bundle.train_eval.batch_size} == {200}
+    assert bundle.train.batch_size == config.batch_size, "training batches keep the recipe's size"
+    model = build_model(config.replace(width=4), 10)
+    modes = []
+    model.register_forward_hook(lambda *_: modes.append(torch.is_inference_mode_enabled()))
+    small, large = evaluate(model, bundle.val), evaluate(model, default.val)
+    assert modes and all(modes), "evaluation should run under torch.inference_mode"
+    assert small["accuracy"] == large["accuracy"] and small["loss"] == pytest.approx(large["loss"], rel=1e-5)
+
+
+def test_full_fast_changes_only_how_the_reference_recipe_runs():
+    from course_utils.engine import RUNTIME_KEYS
+
+    reference = load_config(REPO_ROOT / "configs" / "config.yaml")
+    fast = load_config(REPO_ROOT / "configs" / "full_fast.yaml")
+    changed = {k for k, v in fast.to_dict().items() if reference.to_dict()[k] != v}
+    assert changed and changed <= RUNTIME_KEYS, f"full_fast.yaml changes recipe keys: {changed - RUNTIME_KEYS}"
+    assert (fast.deterministic, fast.compile, fast.drop_last) == (False, True, False), \
+        "full_fast keeps every batch; it trades bitwise repeatability for cuDNN autotuning"

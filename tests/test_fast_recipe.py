@@ -188,3 +188,104 @@ def test_lookahead_foreach_update_equals_the_update_tensor_by_tensor():
             assert torch.equal(lookahead.average[name], value), f"step {step}: average of {name} differs"
             assert torch.equal(model.state_dict()[name], current[name]), f"step {step}: weights of {name} differ"
     assert lookahead.decay(5) > 0, "a zero decay would make the comparison trivial"
+
+
+# --------------------------------------------------------------------------- airbench94, step for step
+
+FAST_GPU_50K = REPO_ROOT / "configs" / "fast_gpu_50k.yaml"
+
+
+def airbench94_lr_multiplier(step: int, total_steps: int) -> float:
+    """airbench94's published schedule: a line from 0.2 at step 0 to 1 at step int(0.23 T), then a
+    line to 0.07 at step T (its optimizer step ``step`` runs at this times the peak lr)."""
+    peak = int(0.23 * total_steps)
+    if step < peak:
+        return 0.2 + (1.0 - 0.2) * step / peak
+    return 1.0 + (0.07 - 1.0) * (step - peak) / (total_steps - peak)
+
+
+def airbench94_decay(step: int, total_steps: int) -> float:
+    """airbench94's lookahead decay after step ``step`` (1-based): 0.95^5 (step / T)^3."""
+    return 0.95 ** 5 * (step / total_steps) ** 3
+
+
+def test_fast_gpu_50k_learning_rate_equals_airbench94s_at_all_476_steps():
+    from course_utils.engine import run_steps
+    from course_utils.schedule import config_schedule
+
+    config = load_config(FAST_GPU_50K)
+    total = run_steps(config, 48, 50_000)  # 48 full batches of 1,024 per epoch (test_whole_training_set)
+    assert total == 476
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=config.lr)
+    scheduler = config_schedule(optimizer, config, 48, total)
+    engine_lrs = []
+    for _ in range(total):
+        engine_lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    for step, lr in enumerate(engine_lrs):
+        expected = config.lr * airbench94_lr_multiplier(step, total)
+        assert lr == pytest.approx(expected, rel=1e-12, abs=0), f"step {step}: lr {lr!r}, airbench94 {expected!r}"
+    assert engine_lrs[0] == pytest.approx(0.2 * 1.5) and engine_lrs[109] == pytest.approx(1.5), \
+        "airbench's landmarks: 0.2 x lr on the first step, the peak on step int(0.23 x 476) = 109"
+    assert engine_lrs[108] < engine_lrs[109] > engine_lrs[110]
+
+
+def test_fast_gpu_50k_lookahead_pulls_on_airbench94s_steps_with_its_decay():
+    from course_utils.engine import build_lookahead
+
+    config = load_config(FAST_GPU_50K)
+    lookahead = build_lookahead(config, 476)
+    model = torch.nn.Linear(2, 1)
+    pulls = []
+    lookahead._pull = lambda _model, decay: pulls.append((step, decay))
+    lookahead.begin(model)
+    assert lookahead.average is not None, "airbench's average starts at step 0"
+    for step in range(1, 477):
+        lookahead.after_step(model, step, epoch=(step - 1) // 48)
+        if step % 48 == 0:
+            lookahead.end_epoch(model)
+    expected = [(s, airbench94_decay(s, 476)) for s in range(5, 477, 5)] + [(476, 1.0)]
+    assert [s for s, _ in pulls] == [s for s, _ in expected], "pulls on every 5th step and after the last only"
+    for (step, decay), (_, airbench) in zip(pulls, expected):
+        assert decay == airbench, f"step {step}: decay {decay!r}, airbench94 {airbench!r}"
+
+
+def tiny_airbench_config(data_dir):
+    """fast_gpu_50k.yaml on 300 images: 6 steps of 50 per epoch, 4 epochs cut at 23 steps."""
+    return load_config(FAST_GPU_50K, ["train_per_class=30", "test_per_class=10", "width=8", "batch_size=50",
+                                      "total_steps=23", "epochs=4", "tta=none", f"data_dir={data_dir}"])
+
+
+@pytest.mark.slow
+def test_a_real_airbench_run_pulls_every_5th_step_and_after_the_last_and_resumes_bitwise(tmp_path, data_dir,
+                                                                                         monkeypatch):
+    from course_utils import engine
+
+    config = tiny_airbench_config(data_dir)
+    steps, pulls = [0], []
+    real_step, real_pull = engine.train_step, Lookahead._pull
+
+    def counting_step(*args, **kwargs):
+        steps[0] += 1
+        return real_step(*args, **kwargs)
+
+    def recording_pull(self, model, decay):
+        pulls.append((steps[0], decay))
+        return real_pull(self, model, decay)
+
+    monkeypatch.setattr(engine, "train_step", counting_step)
+    monkeypatch.setattr(Lookahead, "_pull", recording_pull)
+    reference = train(config, tmp_path / "reference", progress=False, log=lambda line: None)
+    assert steps[0] == 23 and reference.finished
+    assert pulls == [(s, airbench94_decay(s, 23)) for s in (5, 10, 15, 20)] + [(23, 1.0)], pulls
+
+    train(config, tmp_path / "resumed", progress=False, log=lambda line: None, stop_after_epochs=2)
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["lookahead"]["average"] is not None
+    resumed = train(config, tmp_path / "resumed", progress=False, log=lambda line: None)
+    ref_state = load_checkpoint(tmp_path / "reference" / "last.pt")["model"]
+    new_state = load_checkpoint(tmp_path / "resumed" / "last.pt")["model"]
+    for name, tensor in ref_state.items():
+        assert torch.equal(tensor, new_state[name]), f"{name} differs after stop-and-resume"
+    assert resumed.final["last"] == reference.final["last"]
