@@ -98,7 +98,8 @@ def plot_learning_curves(runs: dict, metric: str = "loss", ax=None, title: str |
     dashed: training (measured on augmented batches while training, as usual). For losses the
     y-axis stops just above ``robust_upper_limit`` of all values plotted: points above it
     (usually an epoch-1 validation loss) are drawn as triangles on the top edge, labelled with
-    their value. Epoch ticks are whole numbers.
+    their value, and the bottom of the axis sits just below the lowest value shown. Epoch ticks
+    are whole numbers.
     """
     ax = _axes(ax)
     scale = 100 if metric == "acc" else 1
@@ -136,10 +137,11 @@ def _plot_with_clipped_points(ax, series, top: float) -> None:
     right corner, one row each, in the curve's colour, so labels never sit on one another
     however many runs spike at the same epochs.
     """
-    finite = [v for *_, values, _, _ in series for v in values if np.isfinite(v)]
-    low = min(0.0, min(finite))
+    kept = [v for *_, values, _, _ in series for v in values if np.isfinite(v) and v <= top]
     ylim_top = top * 1.12 if top > 0 else top + 1
-    ax.set_ylim(low, ylim_top)
+    # The axis spans the values it shows: from 0, curves between 1.5 and 2.2 filled a fifth of it.
+    low = min(kept) - 0.05 * (ylim_top - min(kept))
+    ax.set_ylim(max(low, 0.0) if min(kept) >= 0 else low, ylim_top)
     clipped = []  # (epoch, value, colour, label, index among this epoch's triangles)
     per_epoch = {}
     for label, epochs, values, color, style in series:

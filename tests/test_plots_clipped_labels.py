@@ -54,3 +54,16 @@ def test_a_clipped_point_is_joined_to_its_curve_and_no_segment_enters_from_outsi
         "the epoch-1 triangle is not joined to epoch 2's validation loss: the curve starts cut off from its point")
     assert any(t.get_text().startswith("17.2") for t in ax.texts), "the clipped value is not written"
     plt.close(fig)
+
+
+def test_a_loss_axis_with_a_clipped_spike_spans_the_values_it_shows_not_zero():
+    # Lesson 09: one spike (11.1) above curves that all lie between 1.4 and 2.9.
+    rows = [{"epoch": e, "train_loss": t, "val_loss": v, "train_acc": 0.3, "val_acc": 0.3}
+            for e, t, v in [(1, 2.2, 11.1), (2, 2.0, 1.9), (3, 1.8, 1.7), (4, 1.6, 1.6), (5, 1.5, 1.45), (6, 1.45, 1.4)]]
+    other = [{**r, "val_loss": 2.9 - 0.1 * i, "train_loss": 2.2 - 0.05 * i} for i, r in enumerate(rows)]
+    fig, ax = plt.subplots()
+    plot_learning_curves({"resnet": rows, "vit": other}, "loss", ax=ax)
+    bottom, top = ax.get_ylim()
+    assert bottom > 1.0, f"the axis starts at {bottom:.2f}, far below the lowest value shown (1.4): curves are squashed"
+    assert bottom < 1.4, f"the axis starts at {bottom:.2f}, above the lowest value shown (1.4)"
+    plt.close(fig)
