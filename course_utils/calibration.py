@@ -172,7 +172,7 @@ def plot_reliability_diagram(probs, labels, n_bins: int = 15, ax=None, title: st
     Blue bars are the accuracy in each bin; the hatched part is the gap to the bin's mean
     confidence: red above the bar where the bin is overconfident (confidence above accuracy),
     green inside the bar where it is underconfident (accuracy above confidence); the legend
-    names each kind the diagram draws. The number written at
+    names each kind the diagram draws; it sits below the axes, off the bars. The number written at
     the foot of each bin is its sample count (they sum to N). A bin with fewer than
     ``min_count`` samples gets no bar, only an open circle at its accuracy: its accuracy
     is too noisy for a bar. ECE is in the legend.
@@ -197,12 +197,12 @@ def plot_reliability_diagram(probs, labels, n_bins: int = 15, ax=None, title: st
     # Each direction in its own colour and legend entry: an underconfident gap lies inside its bar.
     if over.any():
         ax.bar(centers[over], gap[over], bottom=bins["accuracy"][over], width=width, color="tab:red", alpha=0.3,
-               edgecolor="tab:red", hatch="//", linewidth=0.5, label="gap: overconfident (confidence above accuracy)",
+               edgecolor="tab:red", hatch="//", linewidth=0.5, label="gap: overconfident (conf. > acc.)",
                zorder=3)
     if under.any():
         ax.bar(centers[under], gap[under], bottom=bins["accuracy"][under], width=width, color="tab:green",
                alpha=0.45, edgecolor="tab:green", hatch="\\\\", linewidth=0.5,
-               label="gap: underconfident (accuracy above confidence)", zorder=3)
+               label="gap: underconfident (acc. > conf.)", zorder=3)
     if sparse.any():
         ax.scatter(centers[sparse], bins["accuracy"][sparse], s=22, facecolors="none", edgecolors="tab:blue",
                    zorder=4, label=f"accuracy, bin with < {min_count} samples")
@@ -219,7 +219,9 @@ def plot_reliability_diagram(probs, labels, n_bins: int = 15, ax=None, title: st
     ax.set_xlabel("confidence (max probability)")
     ax.set_ylabel("accuracy")
     ax.set_title(title if title is not None else f"Reliability diagram (ECE {100 * ece:.2f}%)")
-    ax.legend(loc="upper left", fontsize="small")
+    # Below the axes, not on them: inside, the legend covered the bars of the middle confidences.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=7, frameon=False,
+              columnspacing=1.0, handlelength=1.5)
     return ax
 
 
@@ -331,7 +333,8 @@ def format_calibration_table(rows: Sequence[dict]) -> str:
 def plot_reliability_panels(panels: dict[str, tuple], n_bins: int = 15, ncols: int = 2, size: float = 4.2):
     """Reliability diagrams side by side: ``panels[title] = (probs, labels)``. Returns the Figure."""
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size * 1.1, nrows * size), squeeze=False,
+    # Each panel's legend sits under it: the extra height keeps the diagrams square.
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size * 1.1, nrows * size * 1.3), squeeze=False,
                              layout="constrained")
     for ax, (title, (probs, labels)) in zip(axes.flat, panels.items()):
         plot_reliability_diagram(probs, labels, n_bins=n_bins, ax=ax, title=title)

@@ -9,7 +9,8 @@ the engine's loss (``engine.class_weights``). This module measures what they do:
 - ``accuracy_by_group(per_class_acc, train_counts)``: mean per-class accuracy of each third.
 - ``frequency_weighted_accuracy``: the accuracy a test set distributed like the training set
   would report, which hides the tail.
-- ``plot_accuracy_vs_frequency``: per-class accuracy against training images per class.
+- ``plot_accuracy_vs_frequency``: per-class accuracy against training images per class (many classes);
+  ``plot_per_class_accuracy``: grouped bars, one per class and run, rarest class first (a few classes).
 - ``plot_class_counts``: training images per class of one or more long-tailed sets (log scale).
 - ``balanced_accuracy``: the mean of per-class accuracies. A comparison over seeds takes its
   noise from ``stats.mean_and_standard_error`` and ``stats.difference_with_noise`` (re-exported
@@ -116,9 +117,9 @@ def plot_accuracy_vs_frequency(train_counts, per_class_accs: dict, ax=None, wind
     """Per-class accuracy (%) against training images per class (log scale), one colour per run.
 
     Dots are classes; the line is a running mean over ``window`` classes neighbouring in
-    frequency, to show the trend through the per-class noise (``window=1``: the classes
-    themselves, joined in order of frequency, for a few classes such as CIFAR-10's ten).
-    Returns the Axes.
+    frequency, to show the trend through the per-class noise of many classes (CIFAR-100-LT).
+    With ``window=1`` there is no trend to draw and no line: a line would join different
+    classes (for CIFAR-10's ten, ``plot_per_class_accuracy`` names each class). Returns the Axes.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4), layout="constrained")
@@ -127,17 +128,43 @@ def plot_accuracy_vs_frequency(train_counts, per_class_accs: dict, ax=None, wind
     for i, (label, acc) in enumerate(per_class_accs.items()):
         acc = 100 * np.asarray(acc, dtype=np.float64)
         color = f"C{i}"
-        ax.scatter(counts, acc, s=12, alpha=0.5, color=color)
-        sorted_acc = acc[order]
         k = min(window, len(order))
-        kernel = np.ones(k) / k
-        smooth = np.convolve(np.nan_to_num(sorted_acc), kernel, mode="valid")
-        ax.plot(counts[order][k // 2: k // 2 + len(smooth)], smooth, color=color,
-                label=label if k == 1 else f"{label} (running mean)")
+        ax.scatter(counts, acc, s=12 if k > 1 else 24, alpha=0.5 if k > 1 else 0.9, color=color,
+                   label=label if k == 1 else None)
+        if k > 1:
+            smooth = np.convolve(np.nan_to_num(acc[order]), np.ones(k) / k, mode="valid")
+            ax.plot(counts[order][k // 2: k // 2 + len(smooth)], smooth, color=color, label=f"{label} (running mean)")
     ax.set_xscale("log")
     ax.set_xlabel("training images of the class (log scale)")
     ax.set_ylabel("per-class accuracy (%)")
     ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_per_class_accuracy(train_counts, per_class_accs: dict, class_names, ax=None):
+    """Grouped bars: each class's accuracy (%) under each run, classes ordered from the rarest
+    to the most frequent, each tick naming the class and its training images.
+
+    For a few classes (CIFAR-10-LT's ten): every bar is one class under one run, so nothing
+    joins two classes and every value has its class written under it. Returns the Axes.
+    """
+    counts = np.asarray(train_counts)
+    if len(class_names) != len(counts):
+        raise ValueError(f"{len(class_names)} class names for {len(counts)} class counts")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+    order = np.argsort(counts, kind="stable")
+    x = np.arange(len(order))
+    width = 0.8 / len(per_class_accs)
+    for i, (label, acc) in enumerate(per_class_accs.items()):
+        acc = 100 * np.asarray(acc, dtype=np.float64)
+        ax.bar(x - 0.4 + (i + 0.5) * width, acc[order], width, color=f"C{i}", label=label)
+    ax.set_xticks(x, [f"{class_names[c]}\n{counts[c]:,}" for c in order], fontsize=8)
+    ax.set_xlabel("class, and its training images (rarest left)")
+    ax.set_ylabel("per-class accuracy (%)")
+    ax.set_ylim(0, 103)
+    ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     return ax

@@ -32,6 +32,10 @@ SCHEME_LINESTYLES = {"kaiming": "-", "xavier": "-", "default": (0, (4, 4)), "sma
                      "trunc_normal": ":"}
 
 
+# plot_training_curves marks each scheme (by its place in the results) with its own symbol.
+TRAINING_CURVE_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def scheme_style(scheme: str, index: int = 0) -> dict:
     """Matplotlib ``color`` and ``linestyle`` of ``scheme`` (``C<index>``, solid, for a scheme without its own)."""
     return {"color": SCHEME_COLORS.get(scheme, f"C{index}"), "linestyle": SCHEME_LINESTYLES.get(scheme, "-")}
@@ -238,29 +242,40 @@ def plot_training_curves(results: dict, ax=None, title: str | None = None, windo
     """Training loss against SGD step, one line per (scheme, seed), smoothed over ``window`` steps.
 
     The seeds of a scheme share its colour and line style (``scheme_style``), so their spread
-    shows the noise and coinciding schemes stay visible. A run that went inf/NaN is not drawn;
+    shows the noise. Each scheme also has its own marker, placed at steps of its own, so that
+    schemes whose curves coincide stay visible; schemes that sit on ``chance`` (ln 10, a uniform
+    guess) at every step are named in a note on the figure. A run that went inf/NaN is not drawn;
     the legend says at which step it diverged.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 4))
+    on_chance = []
     for i, (scheme, runs) in enumerate(results.items()):
         style = scheme_style(scheme, i)
+        marker = dict(marker=TRAINING_CURVE_MARKERS[i % len(TRAINING_CURVE_MARKERS)], ms=4,
+                      markevery=(12 * i, 12 * len(results)))  # schemes' markers never share a step
         diverged = [int(np.flatnonzero(~np.isfinite(r["losses"]))[0]) + 1 for r in runs if not np.isfinite(r["losses"]).all()]
         label = f"{scheme} ({len(runs)} seeds)"
         if diverged:
             label += f", {len(diverged)} inf/nan from step {min(diverged)}"
-        drawn = False
+        drawn = []
         for run in runs:
             if not np.isfinite(run["losses"]).all():
                 continue
             smooth = running_mean(run["losses"], window)
             steps = np.arange(len(smooth)) + min(window, len(run["losses"]))
-            ax.plot(steps, smooth, lw=1.4, alpha=0.9, label=None if drawn else label, **style)
-            drawn = True
+            ax.plot(steps, smooth, lw=1.4, alpha=0.9, label=None if drawn else label, **style, **marker)
+            drawn.append(smooth)
         if not drawn:
             ax.plot([], [], label=label, **style)
-    if chance is not None:  # a wide pale band behind the curves, so that curves lying on it stay visible
-        ax.axhline(chance, color="0.6", lw=4, alpha=0.35, zorder=0, label="ln(10): uniform guess")
+        elif chance is not None and all(np.max(np.abs(np.asarray(c) - chance)) < 0.005 for c in drawn):
+            on_chance.append(scheme)
+    if chance is not None:  # a pale band behind the curves, so that curves lying on it stay visible
+        ax.axhline(chance, color="0.6", lw=3, alpha=0.3, zorder=0, label="ln(10): uniform guess")
+    if on_chance:
+        ax.annotate(f"{' and '.join(on_chance)}: at ln(10) = {chance:.3f} at every step", (0.98, chance),
+                    xycoords=("axes fraction", "data"), xytext=(0, 6), textcoords="offset points", ha="right",
+                    va="bottom", fontsize=8, color="0.25")
     ax.set_xlabel("SGD step")
     ax.set_ylabel(f"training loss (mean of the last {window} steps)")
     ax.grid(alpha=0.3)

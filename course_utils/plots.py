@@ -98,40 +98,26 @@ def plot_learning_curves(runs: dict, metric: str = "loss", ax=None, title: str |
     dashed: training (measured on augmented batches while training, as usual). For losses the
     y-axis stops just above ``robust_upper_limit`` of all values plotted: points above it
     (usually an epoch-1 validation loss) are drawn as triangles on the top edge, labelled with
-    their value. Epoch ticks are whole numbers.
+    their value, and the bottom of the axis sits just below the lowest value shown. Epoch ticks
+    are whole numbers.
     """
     ax = _axes(ax)
     scale = 100 if metric == "acc" else 1
-    plotted = []
+    series = []  # (label, epochs, values, colour, line style)
     for i, (label, rows) in enumerate(runs.items()):
         epochs = [r["epoch"] for r in rows]
-        color = f"C{i}"
         for split, style in (("train", "--"), ("val", "-")):
-            values = [scale * r[f"{split}_{metric}"] for r in rows]
-            ax.plot(epochs, values, style, color=color, label=f"{label} {split}")
-            plotted.append((epochs, values, color))
-    if metric == "loss" and plotted:
-        top = robust_upper_limit([v for _, values, _ in plotted for v in values])
-        clipped = [(e, v, c) for epochs, values, c in plotted for e, v in zip(epochs, values) if v > top]
-        if clipped:
-            low = min(0.0, min(v for _, values, _ in plotted for v in values if np.isfinite(v)))
-            ylim_top = top * 1.12 if top > 0 else top + 1
-            ax.set_ylim(low, ylim_top)
-            # Several runs often spike at the same epochs: triangles at one epoch sit side by side, and
-            # each value gets a row of its own under the top edge, so no two labels share a place.
-            per_epoch = {}
-            for e, _, _ in clipped:
-                per_epoch[e] = per_epoch.get(e, 0) + 1
-            seen = {}
-            for row, (e, v, c) in enumerate(sorted(clipped, key=lambda p: p[0])):
-                j = seen[e] = seen.get(e, -1) + 1
-                dx = 7.0 * (j - (per_epoch[e] - 1) / 2)  # points: spread the triangles of one epoch
-                at = transforms.offset_copy(ax.transData, fig=ax.figure, x=dx, y=0, units="points")
-                ax.plot([e], [ylim_top], "^", color=c, markersize=7, clip_on=False, transform=at)
-                ax.annotate(f"{v:.3g}", (e, ylim_top), xycoords=at, textcoords="offset points",
-                            xytext=(6, -10 - 9 * row), fontsize=7, color=c)
-            ax.text(0.99, 0.98, f"{len(clipped)} point(s) above the axis: triangles, with their value",
-                    transform=ax.transAxes, ha="right", va="top", fontsize=7, alpha=0.8)
+            series.append((f"{label} {split}", epochs, [scale * r[f"{split}_{metric}"] for r in rows], f"C{i}", style))
+    top = None
+    if metric == "loss" and series:
+        top = robust_upper_limit([v for *_, values, _, _ in series for v in values])
+        if not any(v > top for *_, values, _, _ in series for v in values):
+            top = None
+    if top is None:
+        for label, epochs, values, color, style in series:
+            ax.plot(epochs, values, style, color=color, label=label)
+    else:
+        _plot_with_clipped_points(ax, series, top)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)" if metric == "acc" else "cross-entropy loss")
@@ -140,6 +126,46 @@ def plot_learning_curves(runs: dict, metric: str = "loss", ax=None, title: str |
     if title:
         ax.set_title(title)
     return ax
+
+
+def _plot_with_clipped_points(ax, series, top: float) -> None:
+    """Learning curves whose values above ``top`` (a loss spike) leave the axis.
+
+    Each clipped point becomes a triangle on the top edge, and the curve reaches it: a dotted
+    segment of the curve's colour joins the triangle to its in-range neighbours, so no segment
+    enters from outside the axes, cut off from its point. The values are listed in the top
+    right corner, one row each, in the curve's colour, so labels never sit on one another
+    however many runs spike at the same epochs.
+    """
+    kept = [v for *_, values, _, _ in series for v in values if np.isfinite(v) and v <= top]
+    ylim_top = top * 1.12 if top > 0 else top + 1
+    # The axis spans the values it shows: from 0, curves between 1.5 and 2.2 filled a fifth of it.
+    low = min(kept) - 0.05 * (ylim_top - min(kept))
+    ax.set_ylim(max(low, 0.0) if min(kept) >= 0 else low, ylim_top)
+    clipped = []  # (epoch, value, colour, label, index among this epoch's triangles)
+    per_epoch = {}
+    for label, epochs, values, color, style in series:
+        shown = [v if v <= top else np.nan for v in values]
+        ax.plot(epochs, shown, style, color=color, label=label)
+        for k, (e, v) in enumerate(zip(epochs, values)):
+            if v <= top:
+                continue
+            j = per_epoch[e] = per_epoch.get(e, -1) + 1
+            clipped.append((e, v, color, label, j))
+            for n in (k - 1, k + 1):  # a dotted link to each in-range neighbour
+                if 0 <= n < len(values) and values[n] <= top:
+                    ax.plot([e, epochs[n]], [ylim_top, values[n]], ":", color=color, linewidth=1.2)
+    for row, (e, v, color, label, j) in enumerate(sorted(clipped, key=lambda p: (p[0], p[4]))):
+        # Triangles of one epoch sit side by side, 7 points apart, so each run's spike shows.
+        dx = 7.0 * (j - (per_epoch[e]) / 2)
+        at = transforms.offset_copy(ax.transData, fig=ax.figure, x=dx, y=0, units="points")
+        ax.plot([e], [ylim_top], "^", color=color, markersize=7, clip_on=False, transform=at)
+        ax.annotate(f"{v:.3g}: {label}, epoch {e}", (1.0, 1.0), xycoords="axes fraction",
+                    textcoords="offset points", xytext=(-4, -12 - 9 * row), ha="right", fontsize=7,
+                    color=color, bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none",
+                                       "alpha": 0.8})
+    ax.annotate("above the axis (triangles on its top edge):", (1.0, 1.0), xycoords="axes fraction",
+                textcoords="offset points", xytext=(-4, -3), ha="right", fontsize=7, alpha=0.8)
 
 
 def plot_lr_schedule(lrs, steps_per_epoch: int, ax=None, title: str | None = None):

@@ -228,8 +228,8 @@ def test_reliability_diagram_names_overconfident_and_underconfident_gaps_in_its_
     ax = plot_reliability_diagram(probs, labels, n_bins=10, min_count=20)
     try:
         bars = {c.get_label(): c for c in ax.containers}
-        over = bars["gap: overconfident (confidence above accuracy)"]
-        under = bars["gap: underconfident (accuracy above confidence)"]
+        over = bars["gap: overconfident (conf. > acc.)"]
+        under = bars["gap: underconfident (acc. > conf.)"]
         assert [round(b.get_x() + b.get_width() / 2, 6) for b in over] == [0.95], "the 0.95 bin is overconfident"
         assert [round(b.get_x() + b.get_width() / 2, 6) for b in under] == [0.55], "the 0.55 bin is underconfident"
         assert np.isclose(under[0].get_y() + under[0].get_height(), 0.55), "the green gap ends at the mean confidence"
@@ -238,6 +238,23 @@ def test_reliability_diagram_names_overconfident_and_underconfident_gaps_in_its_
         assert any(t.startswith("gap: underconfident") for t in legend_texts), \
             f"the underconfident shading must be explained in the legend: {legend_texts}"
         assert any(t.startswith("gap: overconfident") for t in legend_texts), legend_texts
+    finally:
+        plt.close(ax.figure)
+
+
+def test_reliability_diagram_keeps_its_legend_off_the_bars():
+    # Lessons 07 and 09 point at the bars of the middle confidences (0.6 to 0.93), where a legend
+    # inside the axes sat: the legend must lie wholly outside the plotting area.
+    rng = np.random.default_rng(5)
+    probs = softmax(rng.normal(size=(2000, 10)) * 3)
+    labels = rng.integers(0, 10, size=2000)
+    ax = plot_reliability_diagram(probs, labels, n_bins=15)
+    try:
+        ax.figure.canvas.draw()
+        renderer = ax.figure.canvas.get_renderer()
+        legend_box, plot_area = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert not legend_box.overlaps(plot_area), (
+            f"the legend ({legend_box}) covers part of the diagram ({plot_area})")
     finally:
         plt.close(ax.figure)
 

@@ -14,7 +14,8 @@ import torch
 from course_utils import data as cd
 from course_utils.config import TrainConfig
 from course_utils.engine import class_weights, select_train_val
-from course_utils.imbalance import balanced_accuracy, plot_class_counts
+from course_utils.imbalance import (balanced_accuracy, plot_accuracy_vs_frequency, plot_class_counts,
+                                     plot_per_class_accuracy)
 from course_utils.stats import difference_with_noise, mean_and_standard_error
 
 # Per-class counts of the course's seed-42 40k split (3,965 to 4,037 images per class), cut at
@@ -88,3 +89,38 @@ def test_plot_class_counts_draws_one_bar_per_class_and_set():
     heights = sorted(p.get_height() for p in ax.patches)
     assert len(ax.patches) == 20 and heights[0] == 39 and heights[-1] == 3965
     assert ax.get_yscale() == "log"
+
+
+def test_per_class_accuracy_draws_one_named_bar_per_class_and_run_rarest_first():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = CIFAR10_LT[100]
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    plain, weighted = np.linspace(0.9, 0.0, 10), np.linspace(0.4, 0.2, 10)
+    ax = plot_per_class_accuracy(counts, {"plain CE": plain, "re-weighted": weighted}, names)
+    try:
+        ticks = [t.get_text() for t in ax.get_xticklabels()]
+        assert ticks[0] == "truck\n39" and ticks[-1] == "airplane\n3,965", f"rarest class first, named: {ticks}"
+        bars = {c.get_label(): [b.get_height() for b in c] for c in ax.containers}
+        assert np.allclose(bars["re-weighted"], 100 * weighted[::-1]), "each run's bar sits above its own class"
+        assert not [line for line in ax.lines if len(line.get_xdata()) > 1], "no line may join two classes"
+    finally:
+        plt.close(ax.figure)
+
+
+def test_accuracy_vs_frequency_joins_no_classes_without_a_running_mean():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = plot_accuracy_vs_frequency(CIFAR10_LT[10], {"plain CE": np.linspace(0.9, 0.1, 10)}, window=1)
+    try:
+        assert not [line for line in ax.lines if len(line.get_xdata()) > 1], (
+            "with window=1 a line would join different classes: draw the points only")
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain CE"]
+    finally:
+        plt.close(ax.figure)

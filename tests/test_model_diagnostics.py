@@ -171,3 +171,9 @@ def test_coinciding_schemes_stay_visible_in_the_training_curves():
     assert (on_a, off_a) == (on_b, off_b) and on_a == off_a, "equal dashes and gaps"
     assert abs(offset_b - offset_a) == on_a, "one scheme's dashes fall in the other's gaps"
     assert default.get_color() != small.get_color()
+    marked_steps = [set(line.get_xdata()[line.get_markevery()[0]::line.get_markevery()[1]]) for line in (default, small)]
+    assert default.get_marker() != small.get_marker() and not marked_steps[0] & marked_steps[1], (
+        "coinciding schemes need markers of their own, at steps of their own")
+    notes = [t.get_text() for t in ax.texts]
+    assert any("default and small" in t and "ln(10)" in t for t in notes), (
+        f"the figure must say which schemes sit on ln(10) throughout, got {notes}")
