@@ -49,10 +49,12 @@ class TrainConfig:
     whitening: bool = True  # a model's whitening conv (fastnet) is fitted to the train split and frozen; false: trained
     sync_batchnorm: bool = False  # under DDP: share BatchNorm statistics across GPUs
     # --- optimization
-    optimizer: str = "sgd"  # sgd | adamw
+    optimizer: str = "sgd"  # sgd | adamw | muon (Muon on conv filters, SGD with lr/momentum/nesterov on the rest)
     lr: float = 0.1
     momentum: float = 0.9  # SGD momentum; AdamW's beta1
     nesterov: bool = False
+    muon_lr: float = 0.24  # optimizer muon: the filters' lr (airbench94_muon's), scaled by the schedule like lr
+    muon_momentum: float = 0.6  # optimizer muon: the filters' (Nesterov) momentum
     weight_decay: float = 5e-4
     batch_size: int = 128  # the global batch: split across GPUs under DDP
     epochs: int = 200
@@ -93,7 +95,7 @@ class TrainConfig:
 CHOICES = {
     "dataset": ("cifar10", "cifar100"),
     "norm": ("batch", "group", "none"),
-    "optimizer": ("sgd", "adamw"),
+    "optimizer": ("sgd", "adamw", "muon"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "class_weighting": ("none", "balanced"),
     "memory_format": ("auto", "channels_last", "contiguous"),
@@ -116,6 +118,8 @@ RANGES = {
     "width": (1, None, False),
     "lr": (0, None, True),
     "momentum": (0, 1, False),
+    "muon_lr": (0, None, True),
+    "muon_momentum": (0, 1, False),
     "weight_decay": (0, None, False),
     "batch_size": (1, None, False),
     "epochs": (1, None, False),

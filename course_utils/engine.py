@@ -49,6 +49,7 @@ from course_utils.init import NORM_LAYERS
 from course_utils.loader import BatchIterator
 from course_utils.lookahead import Lookahead
 from course_utils.models import create_model
+from course_utils.muon import Muon
 from course_utils.repro import (
     autocast,
     environment_fingerprint,
@@ -207,11 +208,23 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
     """SGD or AdamW over ``parameter_groups``; fused (one kernel for all parameters) on a GPU."""
     groups = parameter_groups(config, model)
     fused = uses_fused_optimizer(next(model.parameters()).device)
+    if config.optimizer == "muon":
+        return Muon(muon_groups(config, groups), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                    weight_decay=config.weight_decay, orthogonalize=False)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
                                weight_decay=config.weight_decay, fused=fused)
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.momentum, 0.999),
                              weight_decay=config.weight_decay, fused=fused)
+
+
+def muon_groups(config: TrainConfig, groups: list[dict]) -> list[dict]:
+    """``groups`` with the convolution filters (4-D) moved into one Muon group, as airbench94_muon:
+    orthogonalized steps at ``muon_lr`` with Nesterov momentum ``muon_momentum``; the rest keep SGD."""
+    filters = [p for group in groups for p in group["params"] if p.ndim == 4]
+    rest = [{**group, "params": [p for p in group["params"] if p.ndim != 4]} for group in groups]
+    return [{"params": filters, "lr": config.muon_lr, "momentum": config.muon_momentum, "nesterov": True,
+             "orthogonalize": True}] + [group for group in rest if group["params"]]
 
 
 def uses_fused_optimizer(device) -> bool | None:
