@@ -5,6 +5,8 @@ Benchmarks (``--only`` picks some, comma-separated):
 - ``input_pipeline``: images/s of batches, course vs torchvision DataLoader (0 and 2 workers).
 - ``training``: images/s of training steps, course engine setup vs a tutorial loop, with ablations.
 - ``precision``: the fast net's training step in bf16 autocast vs fp32 (CPUs: watches torch #183815).
+- ``compile``: the fast net's training step compiled by ``torch.compile`` vs eager, with the compile
+  time and what it saves or costs over ``configs/fast.yaml``'s whole run.
 - ``time_to_accuracy``: minutes to 85% and 90% validation accuracy, laptop ResNet-18 recipe vs the
   fast recipe, trained epoch by epoch in turn (tens of minutes on a CPU; ``--cap-minutes``).
 - ``peer``: airbench94 itself (``airbench==0.1.8``) beside ``configs/fast_gpu_50k.yaml``, seed by seed,
@@ -27,10 +29,10 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import common, gpu_epoch, input_pipeline, peer, precision, time_to_accuracy, training
+from benchmarks import common, compile_speed, gpu_epoch, input_pipeline, peer, precision, time_to_accuracy, training
 from course_utils.repro import resolve_device
 
-BENCHMARKS = ("input_pipeline", "training", "precision", "time_to_accuracy", "peer", "gpu_epoch")
+BENCHMARKS = ("input_pipeline", "training", "precision", "compile", "time_to_accuracy", "peer", "gpu_epoch")
 ALIASES = {"pipeline": "input_pipeline", "gpu": "gpu_epoch", "train": "training", "bf16": "precision",
            "tta": "time_to_accuracy"}
 
@@ -66,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.device = resolve_device(args.device)
     if args.only is None:
-        args.only = ["input_pipeline", "training", "precision", "time_to_accuracy"] + (
+        args.only = ["input_pipeline", "training", "precision", "compile", "time_to_accuracy"] + (
             ["gpu_epoch"] if args.device.type == "cuda" else [])
     else:
         names = [ALIASES.get(n.strip(), n.strip()) for n in args.only.split(",") if n.strip()]
@@ -87,7 +89,7 @@ def main(argv=None) -> int:
     machine = common.machine_info(args.device)
     print(common.machine_line(machine))
     split = None
-    if {"input_pipeline", "training", "precision", "time_to_accuracy"} & set(args.only):
+    if {"input_pipeline", "training", "precision", "compile", "time_to_accuracy"} & set(args.only):
         split = common.load_train_split(args.data_dir)
         print(f"data: {split.source}, the 40k train split of split_train_val(seed 42): {split.note}")
     if "gpu_epoch" in args.only:
@@ -115,6 +117,9 @@ def main(argv=None) -> int:
             elif name == "precision":
                 payload = precision.run(split, args.device, quick=args.quick)
                 text = precision.format_result(payload)
+            elif name == "compile":
+                payload = compile_speed.run(split, args.device, quick=args.quick)
+                text = compile_speed.format_result(payload)
             elif name == "peer":
                 payload = peer.run(args.device, args.out, quick=args.quick, seeds=args.seeds,
                                    budget_seconds=args.peer_budget, data_dir=args.data_dir)

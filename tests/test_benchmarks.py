@@ -234,7 +234,8 @@ def test_cli_rejects_unknown_benchmarks_and_runs_dependencies_first():
     assert args.only == ["input_pipeline", "training"], \
         "training's baseline needs input_pipeline's better worker setting, so it should run first"
     assert parse_args(["--device", "cpu", "--only", "training", "--ref-workers", "0"]).only == ["training"]
-    assert parse_args(["--device", "cpu"]).only == ["input_pipeline", "training", "precision", "time_to_accuracy"], \
+    assert parse_args(["--device", "cpu"]).only == ["input_pipeline", "training", "precision", "compile",
+                                                    "time_to_accuracy"], \
         "gpu_epoch only on cuda by default"
     assert parse_args(["--device", "cpu", "--only", "gpu"]).only == ["gpu_epoch"]
     with pytest.raises(SystemExit):
@@ -278,6 +279,21 @@ def test_precision_row_compares_bf16_with_fp32(bench):
     assert payload["engine_auto_precision"] == "fp32", "the engine trains in fp32 on CPUs"
     assert ("slower here" in payload["verdict"]) == (payload["bf16_vs_fp32"] < 1)
     assert "bf16 / fp32:" in stdout
+
+
+def test_compile_row_compares_compiled_steps_with_eager_on_the_same_batches(tmp_path, data_dir):
+    from benchmarks.run import main
+
+    assert main(["--device", "cpu", "--only", "compile", "--quick", "--out", str(tmp_path),
+                 "--data-dir", str(data_dir)]) == 0
+    payload = json.loads((tmp_path / "compile.json").read_text())
+    rows = by_name(payload)
+    assert set(rows) == {"eager", "torch.compile (eager backend)"} and payload["baseline"] == "eager"
+    assert payload["compiled_vs_eager"] == pytest.approx(
+        rows["torch.compile (eager backend)"]["images_per_s"] / rows["eager"]["images_per_s"], rel=REL)
+    assert payload["run_steps"] == 18 * 800, "fast.yaml's 18 epochs of the 40k split at the quick batch of 50"
+    assert ("saves" in payload["verdict"]) == (payload["run_seconds_saved"] > 0)
+    assert payload["machine"]["device_name"] and payload["data_source"] == "cifar10.npz"
 
 
 def test_time_to_accuracy_trains_both_recipes_and_ratios_only_what_both_reached(bench):
