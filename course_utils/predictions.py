@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import zipfile
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -94,6 +97,34 @@ def predictions_of_run(run_dir, split: str = "val", which: str = "last", per_cla
     return SplitPredictions(logits=logits.numpy(), labels=labels_out.numpy().astype(np.int64),
                             images=images.permute(0, 2, 3, 1).cpu().numpy(), classes=list(bundle.classes),
                             split=split, which=which, indices=indices)
+
+
+def recorded_logits(run_dir, split: str, which: str = "last", per_class: int | None = None) -> SplitPredictions:
+    """``predictions_of_run`` kept beside the run as ``logits-<which>-<split>[-<per_class>].npz``.
+
+    The first call computes the logits from the run's weights and writes the file; later calls, and
+    a clone that has the records but not the weights, read it. The file holds logits, labels and
+    official indices (no images: ``images`` is an empty array).
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / f"logits-{which}-{split}{'' if per_class is None else f'-{per_class}'}.npz"
+    if not path.is_file():
+        if not (run_dir / f"{which}.pt").is_file():
+            raise FileNotFoundError(f"{run_dir}: neither {path.name} nor {which}.pt, so there are no {split} logits")
+        p = predictions_of_run(run_dir, split, which, per_class)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial.npz")
+        np.savez_compressed(partial, logits=p.logits, labels=p.labels, indices=p.indices, classes=np.array(p.classes))
+        os.replace(partial, path)  # never a half-written file under the real name
+    try:
+        with np.load(path) as saved:
+            missing = [key for key in ("logits", "labels", "indices", "classes") if key not in saved.files]
+            if missing:
+                raise ValueError(f"{path}: damaged logits record, key '{missing[0]}' missing; delete it to recompute")
+            return SplitPredictions(logits=saved["logits"], labels=saved["labels"], images=np.empty((0, 32, 32, 3), np.uint8),
+                                    classes=[str(c) for c in saved["classes"]], split=split, which=which,
+                                    indices=saved["indices"])
+    except (OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: damaged logits record ({type(error).__name__}); delete it to recompute") from None
 
 
 def classifier_of_run(run_dir, which: str = "last", device=None,

@@ -29,6 +29,7 @@ import torch
 from course_utils.config import TrainConfig
 
 TRAIN_IMAGES = 50_000  # CIFAR-10 and CIFAR-100 training sets, before the train/val split
+TEST_IMAGES = 10_000  # CIFAR-10 and CIFAR-100 test sets
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 # Published dense tensor-core peaks (NVIDIA data sheets: T4 fp16 65 TFLOPS; A100 bf16 312 TFLOPS)
@@ -61,6 +62,13 @@ def validation_images(config: TrainConfig) -> int:
     if config.val_per_class is not None:
         return min(config.val_per_class * classes, config.val_size)
     return config.val_size
+
+
+def test_images(config: TrainConfig) -> int:
+    """Test images a run evaluates: CIFAR's 10,000, or ``test_per_class`` of each class."""
+    if config.test_per_class is not None:
+        return min(config.test_per_class * NUM_CLASSES.get(config.dataset, 10), TEST_IMAGES)
+    return TEST_IMAGES
 
 
 def steps_per_epoch(config: TrainConfig) -> int:
