@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from course_utils.engine import load_run
@@ -45,3 +46,109 @@ def test_lesson_05_no_norm_at_the_recipe_learning_rate_stays_at_chance():
     assert accuracies == pytest.approx([10.0, 10.0], abs=0.5), (
         f"without BatchNorm at lr 0.1 the lesson says both seeds end at chance (10%), got {accuracies}"
     )
+
+
+# --------------------------------------------------------------------------- lesson 03: degradation
+
+DEGRADATION = REPO / "experiments" / "laptop" / "degradation"  # lesson 03, section 6: <model>/seed<k>
+
+
+def _training_errors(model: str) -> list[float]:
+    runs = [load_run(DEGRADATION / model / f"seed{seed}") for seed in SEEDS]
+    assert all(run.finished for run in runs), f"{model}: every seed's run must be finished"
+    return [100 * (1 - run.final["last"]["train"]["accuracy"]) for run in runs]
+
+
+def test_lesson_03_degradation_runs_differ_only_in_the_network():
+    reference = load_run(DEGRADATION / "plain20" / "seed0").config.to_dict()
+    for model in ("plain20", "plain56", "resnet20", "resnet56"):
+        for seed in SEEDS:
+            config = load_run(DEGRADATION / model / f"seed{seed}").config.to_dict()
+            different = {k for k, v in config.items() if reference[k] != v}
+            assert different <= {"model", "seed"}, f"{model} seed {seed} differs in {sorted(different)}"
+            assert (config["model"], config["seed"], config["width"]) == (model, seed, 16)
+
+
+def _deeper_minus_shallower(kind: str) -> list[float]:
+    return [deep - shallow for deep, shallow in zip(_training_errors(f"{kind}56"), _training_errors(f"{kind}20"))]
+
+
+def test_lesson_03_the_deeper_plain_net_has_the_higher_training_error_by_3_standard_errors():
+    difference, se = mean_and_standard_error(_deeper_minus_shallower("plain"))
+    assert difference > 15, f"the plain 56's excess training error fell to {difference:.2f} (the lesson states +24.78)"
+    assert difference >= 3 * se, f"+{difference:.2f} ± {se:.2f} points is no longer 3 standard errors"
+
+
+def test_lesson_03_depth_costs_the_plain_net_more_than_the_residual_one():
+    plain, residual = _deeper_minus_shallower("plain"), _deeper_minus_shallower("resnet")
+    difference, se = mean_and_standard_error([p - r for p, r in zip(plain, residual)])
+    assert difference > 10 and difference >= 3 * se, (
+        f"depth's extra cost to the plain net is {difference:.2f} ± {se:.2f} (the lesson states 17.66 ± 3.06)")
+    lag, _ = mean_and_standard_error(residual)
+    assert 0 < lag < 12, f"the lesson says the residual 56 still trails the residual 20 by about 7 points, got {lag:.2f}"
+
+
+# --------------------------------------------------------------------------- lesson 12: Muon
+
+ABLATION = REPO / "experiments" / "laptop" / "fast-ablation"  # lesson 12: the SGD arm is the ablation's last row
+MUON = REPO / "experiments" / "laptop" / "fast-muon"
+MUON_SEEDS = (0, 1, 2, 3)
+
+
+def test_lesson_12_muon_and_sgd_runs_differ_only_in_the_optimizer():
+    for seed in MUON_SEEDS:
+        sgd, muon = (load_run(path).config.to_dict() for path in (ABLATION / f"lookahead-seed{seed}",
+                                                                   MUON / f"muon-seed{seed}"))
+        # deterministic changes nothing on a CPU: the ablation rows were trained before fast.yaml turned it off
+        different = {k for k, v in muon.items() if sgd[k] != v} - {"deterministic"}
+        assert different == {"optimizer"} and muon["optimizer"] == "muon" and muon["seed"] == seed, sorted(different)
+
+
+def test_lesson_12_muon_beats_sgd_at_equal_steps_by_3_standard_errors():
+    gains = [100 * (load_run(MUON / f"muon-seed{seed}").final["last"]["val"]["accuracy"]
+                    - load_run(ABLATION / f"lookahead-seed{seed}").final["last"]["val"]["accuracy"])
+             for seed in MUON_SEEDS]
+    difference, se = mean_and_standard_error(gains)
+    assert difference > 5, f"Muon's lead fell to {difference:.2f} points (the lesson states +7.89)"
+    assert difference >= 3 * se, f"+{difference:.2f} ± {se:.2f} points is no longer 3 standard errors"
+
+
+# --------------------------------------------------------------------------- lesson 07: label smoothing, overconfident
+
+OVERFIT = REPO / "experiments" / "laptop" / "calibration-overfit"  # lesson 07, section 7: ls<eps>/seed<k>
+
+
+def _test_ece(arm: str, seed: int, n_bins: int = 15) -> float:
+    from course_utils.calibration import expected_calibration_error
+    from course_utils.predictions import recorded_logits
+
+    test = recorded_logits(OVERFIT / arm / f"seed{seed}", "test")  # the committed logits: no weights needed
+    return 100 * expected_calibration_error(test.probs, test.labels, n_bins)
+
+
+def test_lesson_07_overfit_arms_differ_only_in_label_smoothing():
+    for seed in SEEDS:
+        plain, smooth = (load_run(OVERFIT / arm / f"seed{seed}").config.to_dict() for arm in ("ls0", "ls0.1"))
+        different = {k for k, v in smooth.items() if plain[k] != v}
+        assert different == {"label_smoothing"} and smooth["label_smoothing"] == 0.1, sorted(different)
+
+
+def test_lesson_07_label_smoothing_lowers_an_overconfident_nets_ece_by_3_standard_errors():
+    difference, se = mean_and_standard_error([_test_ece("ls0.1", seed) - _test_ece("ls0", seed) for seed in SEEDS])
+    assert difference < -3, f"label smoothing's ECE reduction fell to {difference:.2f} points (the lesson states -6.74)"
+    assert -difference >= 3 * se, f"{difference:.2f} ± {se:.2f} points is no longer 3 standard errors"
+    assert min(_test_ece("ls0", seed) for seed in SEEDS) > 8, "the cross-entropy runs should be strongly miscalibrated"
+
+
+def test_recorded_logits_say_what_is_missing_or_damaged(tmp_path):
+    from course_utils.predictions import recorded_logits
+
+    with pytest.raises(FileNotFoundError, match=r"neither logits-last-test\.npz nor last\.pt"):
+        recorded_logits(tmp_path, "test")
+    np.savez(tmp_path / "logits-last-val.npz", logits=np.zeros((2, 10)))  # no labels: damaged
+    with pytest.raises(ValueError, match=r"logits-last-val\.npz: damaged logits record, key 'labels' missing"):
+        recorded_logits(tmp_path, "val")
+    assert (tmp_path / "logits-last-val.npz").exists(), "a damaged record is reported, never deleted"
+    (tmp_path / "logits-last-test.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match=r"logits-last-test\.npz: damaged logits record \("):
+        recorded_logits(tmp_path, "test")
