@@ -205,7 +205,8 @@ def parameter_groups(config: TrainConfig, model: torch.nn.Module) -> list[dict]:
 
 
 def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """SGD or AdamW over ``parameter_groups``; fused (one kernel for all parameters) on a GPU."""
+    """SGD, AdamW or Muon (``muon_groups``) over ``parameter_groups``; SGD and AdamW fused (one kernel
+    for all parameters) on a GPU."""
     groups = parameter_groups(config, model)
     fused = uses_fused_optimizer(next(model.parameters()).device)
     if config.optimizer == "muon":

@@ -4,8 +4,8 @@ Keller Jordan's optimizer, as airbench94_muon.py uses it: keep SGD's (Nesterov) 
 buffer, but replace the step direction of each filter bank, viewed as a matrix
 ``(out_channels, in_channels x k x k)``, by an approximation of its nearest semi-orthogonal
 matrix ``U V^T`` (``U S V^T`` its SVD): every direction the momentum points to moves at the same
-rate, so rare directions are not drowned out by the dominant ones. Five multiply-adds of a
-quintic Newton-Schulz iteration replace the SVD. The filter's norm is held at
+rate, so rare directions are not drowned out by the dominant ones. Three steps of a quintic
+Newton-Schulz iteration (three matrix products each) replace the SVD. The filter's norm is held at
 ``sqrt(out_channels)`` before each step (weight normalization instead of weight decay).
 
 Groups marked ``orthogonalize=False`` (norm-layer biases, the head) take torch.optim.SGD's
@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 # The quintic's coefficients, chosen to maximize its slope at zero (airbench94_muon.py): three steps
-# push every singular value into roughly [0.7, 1.2] rather than exactly onto 1, which trains as well.
+# push every singular value near 1 (airbench: about [0.5, 1.5]) rather than exactly onto it, which trains as well.
 NEWTON_SCHULZ_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 NEWTON_SCHULZ_STEPS = 3
 
