@@ -152,3 +152,31 @@ def test_recorded_logits_say_what_is_missing_or_damaged(tmp_path):
     (tmp_path / "logits-last-test.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ValueError, match=r"logits-last-test\.npz: damaged logits record \("):
         recorded_logits(tmp_path, "test")
+
+
+# --------------------------------------------------------------------------- lesson 02: augmentation at full scale
+
+LAPTOP = REPO / "experiments" / "laptop"  # lesson 02, section 7: lesson 12's fast-seed<k> against these
+
+
+def _augmentation_pairs():
+    return [(load_run(LAPTOP / f"fast-seed{seed}"), load_run(LAPTOP / "augmentation-fast" / f"no-augmentation-seed{seed}"))
+            for seed in SEEDS]
+
+
+def test_lesson_02_fast_recipe_arms_differ_only_in_augmentation():
+    for with_aug, without in _augmentation_pairs():
+        a, b = with_aug.config.to_dict(), without.config.to_dict()
+        # deterministic changes nothing on a CPU: the fast-seed runs were trained before fast.yaml turned it off
+        assert {k for k, v in b.items() if a[k] != v} - {"deterministic"} == {"augment"} and b["augment"] is False
+
+
+def test_lesson_02_augmentation_raises_the_fast_recipes_accuracy_by_3_standard_errors():
+    for split in ("val", "test"):
+        gains = [100 * (a.final["last"][split]["accuracy"] - b.final["last"][split]["accuracy"])
+                 for a, b in _augmentation_pairs()]
+        difference, se = mean_and_standard_error(gains)
+        assert difference > 1, f"{split}: augmentation's gain fell to {difference:.2f} points"
+        assert difference >= 3 * se, f"{split}: +{difference:.2f} ± {se:.2f} points is no longer 3 standard errors"
+    assert all(b.final["last"]["train"]["accuracy"] > 0.99 for _, b in _augmentation_pairs()), \
+        "without augmentation the fast recipe memorizes its 40,000 training images"
