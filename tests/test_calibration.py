@@ -186,10 +186,14 @@ def test_apply_temperature_rejects_non_positive_temperature():
         apply_temperature(np.zeros((2, 3)), 0.0)
 
 
+def _random_predictions(seed: int, n: int, scale: float):
+    """Softmax probabilities of random logits (times ``scale``: larger is more confident) and random labels."""
+    rng = np.random.default_rng(seed)
+    return softmax(rng.normal(size=(n, 10)) * scale), rng.integers(0, 10, size=n)
+
+
 def test_reliability_diagram_writes_counts_summing_to_n_and_ece_in_legend():
-    rng = np.random.default_rng(3)
-    probs = softmax(rng.normal(size=(300, 10)) * 2)
-    labels = rng.integers(0, 10, size=300)
+    probs, labels = _random_predictions(seed=3, n=300, scale=2)
     ax = plot_reliability_diagram(probs, labels, n_bins=15)
     try:
         assert isinstance(ax.figure, matplotlib.figure.Figure)
@@ -245,9 +249,7 @@ def test_reliability_diagram_names_overconfident_and_underconfident_gaps_in_its_
 def test_reliability_diagram_keeps_its_legend_off_the_bars():
     # Lessons 07 and 09 point at the bars of the middle confidences (0.6 to 0.93), where a legend
     # inside the axes sat: the legend must lie wholly outside the plotting area.
-    rng = np.random.default_rng(5)
-    probs = softmax(rng.normal(size=(2000, 10)) * 3)
-    labels = rng.integers(0, 10, size=2000)
+    probs, labels = _random_predictions(seed=5, n=2000, scale=3)
     ax = plot_reliability_diagram(probs, labels, n_bins=15)
     try:
         ax.figure.canvas.draw()
