@@ -180,3 +180,67 @@ def test_lesson_02_augmentation_raises_the_fast_recipes_accuracy_by_3_standard_e
         assert difference >= 3 * se, f"{split}: +{difference:.2f} ± {se:.2f} points is no longer 3 standard errors"
     assert all(b.final["last"]["train"]["accuracy"] > 0.99 for _, b in _augmentation_pairs()), \
         "without augmentation the fast recipe memorizes its 40,000 training images"
+
+
+# --------------------------------------------------------------------------- lesson 06: weight decay at full scale
+
+
+def _weight_decay_pairs():
+    return [(load_run(LAPTOP / f"fast-seed{seed}"), load_run(LAPTOP / "weight-decay-fast" / f"no-weight-decay-seed{seed}"))
+            for seed in SEEDS]
+
+
+def test_lesson_06_fast_recipe_arms_differ_only_in_weight_decay():
+    for with_decay, without in _weight_decay_pairs():
+        a, b = with_decay.config.to_dict(), without.config.to_dict()
+        # deterministic changes nothing on a CPU: the fast-seed runs were trained before fast.yaml turned it off
+        assert {k for k, v in b.items() if a[k] != v} - {"deterministic"} == {"weight_decay"}
+        assert b["weight_decay"] == 0 and a["weight_decay"] > 0
+
+
+def test_lesson_06_weight_decay_raises_the_fast_recipes_accuracy_by_3_standard_errors():
+    for split in ("val", "test"):
+        gains = [100 * (a.final["last"][split]["accuracy"] - b.final["last"][split]["accuracy"])
+                 for a, b in _weight_decay_pairs()]
+        difference, se = mean_and_standard_error(gains)
+        assert difference > 0.5, f"{split}: weight decay's gain fell to {difference:.2f} points"
+        assert difference >= 3 * se, f"{split}: +{difference:.2f} ± {se:.2f} points is no longer 3 standard errors"
+
+
+# --------------------------------------------------------------------------- lessons 11 and 03: ResNet-20 vs ResNet-56
+
+DEPTH_CIFAR = LAPTOP / "depth-cifar"  # lesson 11's runs; lesson 03 reads their training error
+
+
+def _depth_pairs():
+    pairs = [(load_run(DEPTH_CIFAR / "resnet20" / f"seed{seed}"), load_run(DEPTH_CIFAR / "resnet56" / f"seed{seed}"))
+             for seed in SEEDS]
+    assert all(run.finished for pair in pairs for run in pair), "every ResNet-20/56 run must be finished"
+    return pairs
+
+
+def _deeper_minus_shallower_accuracy(split: str) -> tuple[float, float]:
+    return mean_and_standard_error([100 * (deep.final["last"][split]["accuracy"] - shallow.final["last"][split]["accuracy"])
+                                    for shallow, deep in _depth_pairs()])
+
+
+def test_lessons_03_and_11_depth_runs_differ_only_in_the_network():
+    for shallow, deep in _depth_pairs():
+        a, b = shallow.config.to_dict(), deep.config.to_dict()
+        assert {k for k, v in b.items() if a[k] != v} == {"model"}
+        assert (a["model"], b["model"], a["width"], a["augment"]) == ("resnet20", "resnet56", 16, True)
+
+
+def test_lesson_11_resnet56_beats_resnet20_by_3_standard_errors_without_memorizing():
+    for split in ("val", "test"):
+        difference, se = _deeper_minus_shallower_accuracy(split)
+        assert difference > 0.5, f"{split}: ResNet-56's lead fell to {difference:.2f} points"
+        assert difference >= 3 * se, f"{split}: +{difference:.2f} ± {se:.2f} points is no longer 3 standard errors"
+    assert all(run.final["last"]["train"]["accuracy"] < 0.95 for pair in _depth_pairs() for run in pair), \
+        "the lesson says neither depth memorizes its training images here"
+
+
+def test_lesson_03_the_residual_56_ends_at_or_below_the_residual_20s_training_error():
+    difference, se = _deeper_minus_shallower_accuracy("train")  # accuracy: positive = lower training error
+    assert difference > 0 and difference >= 3 * se, (
+        f"the residual 56's training accuracy minus the residual 20's is {difference:+.2f} ± {se:.2f} points")

@@ -49,6 +49,17 @@ QUOTES = {
                                                      "+24.78 ± 3.72", "6.7", "82.80", "75.90", "59.40", "58.90",
                                                      "+7.12 ± 0.66", "55.38", "53.30", "47.60", "46.84",
                                                      "17.66 ± 3.06", "5.8"]),
+        "crossover-reading": (["crossover-runs"], ["19.46", "18.83", "22.19", "21.08", "2.49 ± 0.24", "10.6",
+                                                   "1.87 ± 0.17"]),
+        "c37": (["c36"], ["478", "52", "9.1", "841"]),
+    },
+    "06_lr_sensitivity": {
+        "wd-fast-runs-md": (["wd-pull"], ["0.923", "15.65", "5.06", "0.00638"]),
+        "wd-fast-reading": (["wd-pull", "wd-fast-runs", "wd-fast-figure"], ["20.0", "21.3", "90.24", "90.11", "88.95", "88.89",
+                                                                 "+1.25 ± 0.03", "35.9", "89.52", "89.54", "88.50",
+                                                                 "88.37", "+1.09 ± 0.07", "14.6", "96.98", "97.04",
+                                                                 "96.31", "96.21", "+3.89", "+2.18", "+0.78", "+0.96",
+                                                                 "0.08", "5.06", "15.65"]),
     },
     "07_calibration": {
         "overfit-read": (["overfit-train", "overfit-table"], ["2.0 to 2.2", "76.70%", "67.25%", "54.60%", "50.85%",
@@ -66,6 +77,15 @@ QUOTES = {
         "results-read": (["results"], ["27.50 ± 0.50", "45.35 ± 1.90", "+3.43 ± 0.55", "+6.25 ± 1.90", "68.7", "59.7"]),
         "per-class-read": (["per-class-plot"], ["0.0", "0.2"]),
         "skewed-read": (["skewed"], ["68.41", "37.28", "60.99", "51.45"]),
+    },
+    "11_depth_and_seeds": {
+        "figure-after": (["cell-11"], ["2.3", "4.0", "8.9", "3.8", "1.7 before", "1.9 after"]),
+        "budget-after": (["budget-code"], ["3.0", "0.8", "13,008", "5,584", "47"]),
+        "cifar-depth-reading": (["cifar-depth-runs", "cifar-depth-figure"],
+                                ["6.0", "6.3", "17.3", "19.0", "76.32", "76.70", "74.28", "75.00", "+1.87 ± 0.17", "11.0",
+                                 "76.20", "76.39", "74.33", "74.94", "+1.66 ± 0.21", "7.9", "77.81", "78.92", "80.54",
+                                 "81.17", "+2.49 ± 0.24", "75.47", "75.15", "71.36", "71.63", "epoch 5", "epoch 4",
+                                 "epoch 7", "853,018", "269,722"]),
     },
     "12_training_fast": {
         "f37b2cbc": (["dd34dff5"], ["0.32", "0.21", "3.33", "497", "655", "161", "137", "1.32"]),
@@ -161,6 +181,7 @@ def test_lesson_01s_question_about_confused_classes_has_lesson_08s_answer():
 
 def _lesson_06_runs(profile: str):
     """The grid and overfitting configs lesson 06 trains in ``profile``, from its own SETTINGS cell."""
+    from course_utils.config import CONFIG_DIR, load_config
     from course_utils.lr_sweeps import grid_config
     from course_utils.profiles import profile_config
 
@@ -176,7 +197,10 @@ def _lesson_06_runs(profile: str):
             for seed in settings["overfit_seeds"]]
     mixed = [overfit.replace(seed=seed, **change) for change in ({"weight_decay": 0.0}, {"augment": False})
              for seed in settings["overfit_seeds"]]  # exercise 4's two arms, run on the page
-    return grid, pair + mixed
+    fast = settings["wd_fast"]  # section 5: the fast recipe without weight decay (the arm with it is lesson 12's)
+    no_decay = [load_config(CONFIG_DIR / fast["config"], fast["overrides"]).replace(seed=seed, weight_decay=0.0)
+                for seed in fast["seeds"]]
+    return grid, pair + mixed, no_decay
 
 
 def _shown(hours: float) -> str:
@@ -187,13 +211,15 @@ def _shown(hours: float) -> str:
 def test_lesson_06_states_the_gpu_estimates_its_own_settings_give(profile):
     from course_utils.timing import reference_gpu_hours, train_images
 
-    grid, pair = _lesson_06_runs(profile)
-    hours = reference_gpu_hours(grid + pair)  # the lr-1e4 runs stop within a few steps: not counted
+    grid, pair, no_decay = _lesson_06_runs(profile)
+    hours = reference_gpu_hours(grid + pair + no_decay)  # the lr-1e4 runs stop within a few steps: not counted
     text = " ".join(cells("06_lr_sensitivity")["time-estimate"].source.replace("**", "").split())
     stated = f"{len(grid)} grid runs of {grid[0].epochs} epochs"
     assert stated in text, f"lesson 06 must say its {profile} profile trains {stated}"
     assert f"eight {pair[0].epochs}-epoch runs on {train_images(pair[0]):,}" in text, (
         f"lesson 06 misstates its {profile} profile's overfitting runs")
+    assert f"two {no_decay[0].epochs}-epoch runs of {no_decay[0].model} without weight decay" in text and \
+        len(no_decay) == 2, f"lesson 06 must name section 5's {profile} runs"
     for gpu in ("T4", "A100"):
         assert f"{_shown(hours[gpu])} on a{'n' if gpu == 'A100' else ''} {gpu}" in text, (
             f"lesson 06's {profile} estimate for the {gpu} must be {_shown(hours[gpu])} (from its SETTINGS)")
