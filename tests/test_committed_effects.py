@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from course_utils.config import CONFIG_DIR, load_config
 from course_utils.engine import load_run
 from course_utils.stats import mean_and_standard_error
 
@@ -154,55 +155,49 @@ def test_recorded_logits_say_what_is_missing_or_damaged(tmp_path):
         recorded_logits(tmp_path, "test")
 
 
-# --------------------------------------------------------------------------- lesson 02: augmentation at full scale
+# --------------------------------------------------------------------------- lessons 02 and 06: the fast recipe, one key off
 
-LAPTOP = REPO / "experiments" / "laptop"  # lesson 02, section 7: lesson 12's fast-seed<k> against these
-
-
-def _augmentation_pairs():
-    return [(load_run(LAPTOP / f"fast-seed{seed}"), load_run(LAPTOP / "augmentation-fast" / f"no-augmentation-seed{seed}"))
-            for seed in SEEDS]
+LAPTOP = REPO / "experiments" / "laptop"  # lesson 12's fast-seed<k> against a twin that changes one config key
+AUGMENTATION_OFF = ("augmentation-fast/no-augmentation-seed{seed}", "augment", False)  # lesson 02, section 7
+WEIGHT_DECAY_OFF = ("weight-decay-fast/no-weight-decay-seed{seed}", "weight_decay", 0.0)  # lesson 06, section 5
+FAST_RECIPE = load_config(CONFIG_DIR / "fast.yaml", []).to_dict()  # what the recipe's own runs must have
 
 
-def test_lesson_02_fast_recipe_arms_differ_only_in_augmentation():
-    for with_aug, without in _augmentation_pairs():
-        a, b = with_aug.config.to_dict(), without.config.to_dict()
+def _fast_recipe_pairs(twin: tuple) -> list:
+    """(lesson 12's fast-seed<k>, the twin run of that seed), per seed."""
+    pattern = twin[0]
+    return [(load_run(LAPTOP / f"fast-seed{seed}"), load_run(LAPTOP / pattern.format(seed=seed))) for seed in SEEDS]
+
+
+def _gains_with_the_key(twin: tuple, split: str) -> tuple[float, float]:
+    """Fast recipe minus its twin, in accuracy points on `split` (TTA), paired by seed: (mean, standard error)."""
+    return mean_and_standard_error([100 * (a.final["last"][split]["accuracy"] - b.final["last"][split]["accuracy"])
+                                    for a, b in _fast_recipe_pairs(twin)])
+
+
+@pytest.mark.parametrize("twin", [AUGMENTATION_OFF, WEIGHT_DECAY_OFF], ids=["lesson_02_augment", "lesson_06_weight_decay"])
+def test_fast_recipe_twins_differ_only_in_their_key(twin):
+    _, key, off = twin
+    for recipe, without in _fast_recipe_pairs(twin):
+        a, b = recipe.config.to_dict(), without.config.to_dict()
         # deterministic changes nothing on a CPU: the fast-seed runs were trained before fast.yaml turned it off
-        assert {k for k, v in b.items() if a[k] != v} - {"deterministic"} == {"augment"} and b["augment"] is False
+        assert {k for k, v in b.items() if a[k] != v} - {"deterministic"} == {key}
+        assert b[key] == off and type(b[key]) is type(off), f"{without.run_dir}: {key} = {b[key]!r}, not {off!r}"
+        assert a[key] == FAST_RECIPE[key], f"{recipe.run_dir}: {key} = {a[key]!r}, fast.yaml says {FAST_RECIPE[key]!r}"
 
 
 def test_lesson_02_augmentation_raises_the_fast_recipes_accuracy_by_3_standard_errors():
     for split in ("val", "test"):
-        gains = [100 * (a.final["last"][split]["accuracy"] - b.final["last"][split]["accuracy"])
-                 for a, b in _augmentation_pairs()]
-        difference, se = mean_and_standard_error(gains)
+        difference, se = _gains_with_the_key(AUGMENTATION_OFF, split)
         assert difference > 1, f"{split}: augmentation's gain fell to {difference:.2f} points"
         assert difference >= 3 * se, f"{split}: +{difference:.2f} ± {se:.2f} points is no longer 3 standard errors"
-    assert all(b.final["last"]["train"]["accuracy"] > 0.99 for _, b in _augmentation_pairs()), \
+    assert all(b.final["last"]["train"]["accuracy"] > 0.99 for _, b in _fast_recipe_pairs(AUGMENTATION_OFF)), \
         "without augmentation the fast recipe memorizes its 40,000 training images"
-
-
-# --------------------------------------------------------------------------- lesson 06: weight decay at full scale
-
-
-def _weight_decay_pairs():
-    return [(load_run(LAPTOP / f"fast-seed{seed}"), load_run(LAPTOP / "weight-decay-fast" / f"no-weight-decay-seed{seed}"))
-            for seed in SEEDS]
-
-
-def test_lesson_06_fast_recipe_arms_differ_only_in_weight_decay():
-    for with_decay, without in _weight_decay_pairs():
-        a, b = with_decay.config.to_dict(), without.config.to_dict()
-        # deterministic changes nothing on a CPU: the fast-seed runs were trained before fast.yaml turned it off
-        assert {k for k, v in b.items() if a[k] != v} - {"deterministic"} == {"weight_decay"}
-        assert b["weight_decay"] == 0 and a["weight_decay"] > 0
 
 
 def test_lesson_06_weight_decay_raises_the_fast_recipes_accuracy_by_3_standard_errors():
     for split in ("val", "test"):
-        gains = [100 * (a.final["last"][split]["accuracy"] - b.final["last"][split]["accuracy"])
-                 for a, b in _weight_decay_pairs()]
-        difference, se = mean_and_standard_error(gains)
+        difference, se = _gains_with_the_key(WEIGHT_DECAY_OFF, split)
         assert difference > 0.5, f"{split}: weight decay's gain fell to {difference:.2f} points"
         assert difference >= 3 * se, f"{split}: +{difference:.2f} ± {se:.2f} points is no longer 3 standard errors"
 
