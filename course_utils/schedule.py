@@ -49,13 +49,17 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, base_lr: float, eta_mi
 
 
 def warmup_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, eta_min: float,
-                    shape: str = "cosine", warmup_start: float | None = None, ends_after_last_step: bool = False):
+                    shape: str = "cosine", warmup_start: float | None = None, ends_after_last_step: bool = False,
+                    base_lr: float | None = None):
     """A ``LambdaLR`` following ``lr_at``; call ``scheduler.step()`` after every optimizer step.
 
-    The first parameter group's lr is the base; other groups (e.g. norm biases at a multiple of
-    it) follow the same curve scaled by their own lr.
+    ``eta_min`` is an lr on the scale of ``base_lr`` (default: the first parameter group's lr).
+    Every group follows the same curve as a multiple of its own lr, so each ends at
+    ``eta_min / base_lr`` of it: norm biases at 64x the lr, or Muon's filters at ``muon_lr``, decay
+    by the same fraction as everything else.
     """
-    base_lr = optimizer.param_groups[0]["lr"]
+    if base_lr is None:
+        base_lr = optimizer.param_groups[0]["lr"]
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_at(step, total_steps, warmup_steps, base_lr, eta_min, shape,
                                       warmup_start, ends_after_last_step) / base_lr
@@ -82,8 +86,11 @@ def config_schedule(optimizer: torch.optim.Optimizer, config, steps_per_epoch: i
     the last (airbench94's 0.07); otherwise the decay reaches ``eta_min`` on the last step."""
     airbench_end = config.final_lr_fraction is not None
     eta_min = config.final_lr_fraction * config.lr if airbench_end else config.eta_min
+    # base_lr is the config's lr, whichever group comes first: with Muon the first group is the filters
+    # at muon_lr, and eta_min (set on lr's scale) must not be read on theirs.
     return warmup_schedule(optimizer, total_steps, config_warmup_steps(config, steps_per_epoch, total_steps),
-                           eta_min, config.schedule, config.warmup_start, ends_after_last_step=airbench_end)
+                           eta_min, config.schedule, config.warmup_start, ends_after_last_step=airbench_end,
+                           base_lr=config.lr)
 
 
 def schedule_curve(total_steps: int, warmup_steps: int, base_lr: float, eta_min: float,

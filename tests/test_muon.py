@@ -97,6 +97,31 @@ def test_engine_gives_muon_the_filters_and_sgd_the_rest():
         load_config(FAST, ["optimizer=muon", "muon_lr=0"])
 
 
+def test_every_muon_group_warms_up_and_decays_by_the_configs_schedule():
+    """The schedule is a multiple of each group's own lr, read on the config's lr: every group peaks at its lr
+    and ends at eta_min / lr of it. (Read on the first group's lr, Muon's 0.24, fast.yaml's eta_min of 0.105
+    would leave every group at 0.105 / 0.24 = 44% of its peak instead of 7%.)"""
+    from course_utils.schedule import config_schedule
+
+    config = load_config(FAST, ["optimizer=muon"])
+    optimizer = build_optimizer(config, create_model("fastnet", width=16, init="dirac"))
+    peaks = [group["lr"] for group in optimizer.param_groups]
+    steps_per_epoch, total = 10, 10 * config.epochs
+    scheduler = config_schedule(optimizer, config, steps_per_epoch, total)
+    lrs = []
+    for _ in range(total):
+        lrs.append([group["lr"] for group in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    peak_step = steps_per_epoch * config.warmup_epochs - 1
+    end_fraction = config.eta_min / config.lr
+    assert end_fraction == pytest.approx(0.07)
+    for i, peak in enumerate(peaks):
+        assert lrs[peak_step][i] == pytest.approx(peak, rel=1e-12), f"group {i} should peak at its own lr {peak}"
+        assert lrs[-1][i] == pytest.approx(peak * end_fraction, rel=1e-12), \
+            f"group {i} should end at {end_fraction:.2f} of its peak, not {lrs[-1][i] / peak:.3f}"
+
+
 @pytest.mark.slow
 def test_a_real_muon_run_learns_and_resumes_bitwise(tmp_path, data_dir):
     overrides = ["optimizer=muon", "train_per_class=30", "val_per_class=10", "test_per_class=10", "width=16",
