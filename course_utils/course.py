@@ -111,4 +111,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from course_utils.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the lessons' kernels inherit the setting: their CPU training runs as train.py's does
     raise SystemExit(main())
