@@ -9,6 +9,10 @@ Benchmarks (``--only`` picks some, comma-separated):
   time and what it saves or costs over ``configs/fast.yaml``'s whole run.
 - ``time_to_accuracy``: minutes to 85% and 90% validation accuracy, laptop ResNet-18 recipe vs the
   fast recipe, trained epoch by epoch in turn (tens of minutes on a CPU; ``--cap-minutes``).
+- ``malloc``: the laptop track's training step with glibc's default allocator vs the kept-memory
+  setting ``train.py`` re-executes itself with (``course_utils/allocator.py``), each in fresh processes.
+- ``laptop_track``: minutes to 89.5% test accuracy (airbench93's result on the offline copy) of
+  ``configs/fast_laptop.yaml``, one whole run on all 50,000 training images (about 20 minutes on a CPU).
 - ``peer``: airbench94 itself (``airbench==0.1.8``) beside ``configs/fast_gpu_50k.yaml``, seed by seed,
   on the same device and data (``--seeds``; on a CPU a dry run: the peer needs CUDA).
 - ``gpu_epoch``: seconds per epoch of the reference recipe with each speed setting on and off,
@@ -29,12 +33,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import common, compile_speed, gpu_epoch, input_pipeline, peer, precision, time_to_accuracy, training
+from benchmarks import (common, compile_speed, gpu_epoch, input_pipeline, laptop_track, malloc, peer, precision,
+                        time_to_accuracy, training)
 from course_utils.repro import resolve_device
 
-BENCHMARKS = ("input_pipeline", "training", "precision", "compile", "time_to_accuracy", "peer", "gpu_epoch")
+BENCHMARKS = ("input_pipeline", "training", "precision", "compile", "malloc", "time_to_accuracy", "laptop_track",
+              "peer", "gpu_epoch")
 ALIASES = {"pipeline": "input_pipeline", "gpu": "gpu_epoch", "train": "training", "bf16": "precision",
-           "tta": "time_to_accuracy"}
+           "tta": "time_to_accuracy", "laptop": "laptop_track"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,8 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     parser.add_argument("--only", default=None,
                         help=f"comma-separated benchmarks among {', '.join(BENCHMARKS)} (aliases: "
-                             f"{', '.join(f'{k}={v}' for k, v in ALIASES.items())}); default: input_pipeline,training, "
-                             "plus gpu_epoch on cuda")
+                             f"{', '.join(f'{k}={v}' for k, v in ALIASES.items())}); default: all but peer, "
+                             "and gpu_epoch only on cuda")
     parser.add_argument("--quick", action="store_true", help="tiny step counts and width: seconds, for tests")
     parser.add_argument("--width", type=int, default=None,
                         help=f"ResNet-18 width (default: 64 on cuda, {training.CPU_WIDTH} on cpu, "
@@ -68,7 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.device = resolve_device(args.device)
     if args.only is None:
-        args.only = ["input_pipeline", "training", "precision", "compile", "time_to_accuracy"] + (
+        args.only = ["input_pipeline", "training", "precision", "compile", "malloc", "time_to_accuracy", "laptop_track"] + (
             ["gpu_epoch"] if args.device.type == "cuda" else [])
     else:
         names = [ALIASES.get(n.strip(), n.strip()) for n in args.only.split(",") if n.strip()]
@@ -89,7 +95,7 @@ def main(argv=None) -> int:
     machine = common.machine_info(args.device)
     print(common.machine_line(machine))
     split = None
-    if {"input_pipeline", "training", "precision", "compile", "time_to_accuracy"} & set(args.only):
+    if {"input_pipeline", "training", "precision", "compile", "time_to_accuracy", "laptop_track"} & set(args.only):
         split = common.load_train_split(args.data_dir)
         print(f"data: {split.source}, the 40k train split of split_train_val(seed 42): {split.note}")
     if "gpu_epoch" in args.only:
@@ -128,6 +134,12 @@ def main(argv=None) -> int:
                 payload = time_to_accuracy.run(args.device, args.out, quick=args.quick, cap_minutes=args.cap_minutes,
                                                data_dir=args.data_dir)
                 text = time_to_accuracy.format_result(payload)
+            elif name == "malloc":
+                payload = malloc.run(args.device, quick=args.quick)
+                text = malloc.format_result(payload)
+            elif name == "laptop_track":
+                payload = laptop_track.run(args.device, args.out, quick=args.quick, data_dir=args.data_dir)
+                text = laptop_track.format_result(payload)
             else:
                 payload = gpu_epoch.run(args.device, quick=args.quick, width=args.width, compile_on_cpu=args.compile)
                 text = gpu_epoch.format_result(payload)
@@ -135,9 +147,9 @@ def main(argv=None) -> int:
             other_processes_cpu_share=foreign.share,
             unreliable_because=common.load_verdict(foreign.share, payload.get("ratio_rounds")),
             machine=machine,
-            data_source=("random uint8" if name == "gpu_epoch" else payload["peer_files"]["source"] if name == "peer"
-                         else split.source),
-            data_note=(None if name in ("gpu_epoch", "peer") else split.note),
+            data_source=("random uint8" if name == "gpu_epoch" else "random" if name == "malloc"
+                         else payload["peer_files"]["source"] if name == "peer" else split.source),
+            data_note=(None if name in ("gpu_epoch", "peer", "malloc") else split.note),
             quick=args.quick,
             command="python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
             load_average_before=[round(v, 2) for v in before],

@@ -235,7 +235,7 @@ def test_cli_rejects_unknown_benchmarks_and_runs_dependencies_first():
         "training's baseline needs input_pipeline's better worker setting, so it should run first"
     assert parse_args(["--device", "cpu", "--only", "training", "--ref-workers", "0"]).only == ["training"]
     assert parse_args(["--device", "cpu"]).only == ["input_pipeline", "training", "precision", "compile",
-                                                    "time_to_accuracy"], \
+                                                    "malloc", "time_to_accuracy", "laptop_track"], \
         "gpu_epoch only on cuda by default"
     assert parse_args(["--device", "cpu", "--only", "gpu"]).only == ["gpu_epoch"]
     with pytest.raises(SystemExit):
@@ -377,3 +377,38 @@ def test_peer_files_hold_the_offline_copy_in_airbenchs_format(tmp_path, cifar10,
         n = len(saved["labels"])
         assert torch.equal(saved["images"], torch.from_numpy(images[:n]))
         assert saved["labels"].dtype == torch.int64 and torch.equal(saved["labels"], torch.from_numpy(labels[:n]).long())
+
+
+def test_laptop_track_row_trains_the_config_once_and_judges_the_target_on_test(tmp_path, data_dir):
+    """``--only laptop_track --quick``: one tiny run of configs/fast_laptop.yaml on all training images (no
+    validation split); the row's minutes are its epochs' and the target is judged on its final test accuracy."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--only", "laptop", "--quick",
+                             "--threads", "1", "--out", str(tmp_path), "--data-dir", str(data_dir)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads((tmp_path / "laptop_track.json").read_text())
+    (row,) = payload["rows"]
+    run_dir = tmp_path / "laptop_track" / "run"
+    metrics = (run_dir / "metrics.csv").read_text().splitlines()
+    seconds = [float(line.split(",")[6]) for line in metrics[1:]]
+    assert row["epochs"] == len(seconds) == 2 and row["train_minutes"] == pytest.approx(sum(seconds) / 60, rel=REL)
+    final = json.loads((run_dir / "final.json").read_text())
+    assert row["test_acc_tta"] == final["last"]["test"]["accuracy"] and "val" not in final["last"], \
+        "all training images: the run has no validation split"
+    reached = row["test_acc_tta"] >= payload["target_test_acc"]
+    assert (row["minutes_to_target"] is not None) == reached
+    assert payload["target"]["met"] == (reached and row["train_minutes"] <= payload["target_minutes"])
+    assert "min to 89.5%" in result.stdout and payload["machine"]["device_name"] in result.stdout
+
+
+def test_malloc_row_times_both_allocators_in_fresh_processes(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--only", "malloc", "--quick",
+                             "--out", str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    payload = json.loads((tmp_path / "malloc.json").read_text())
+    rows = by_name(payload)
+    from course_utils.allocator import TUNABLES
+    assert rows["glibc default"]["glibc_tunables"] is None and rows["kept memory (train.py)"]["glibc_tunables"] == TUNABLES
+    assert payload["speedup"] == pytest.approx(rows["glibc default"]["seconds_per_step"]
+                                               / rows["kept memory (train.py)"]["seconds_per_step"], rel=REL)
+    assert len(payload["ratio_rounds"]) == 1 and "faster per step than glibc default" in result.stdout
