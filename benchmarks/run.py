@@ -93,7 +93,8 @@ def main(argv=None) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     machine = common.machine_info(args.device)
-    print(common.machine_line(machine))
+    machine["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES")  # the allocator every in-process row ran with
+    print(common.machine_line(machine) + f"; GLIBC_TUNABLES {machine['glibc_tunables'] or 'unset'}")
     split = None
     if {"input_pipeline", "training", "precision", "compile", "time_to_accuracy", "laptop_track"} & set(args.only):
         split = common.load_train_split(args.data_dir)
@@ -149,7 +150,8 @@ def main(argv=None) -> int:
             machine=machine,
             data_source=("random uint8" if name == "gpu_epoch" else "random" if name == "malloc"
                          else payload["peer_files"]["source"] if name == "peer" else split.source),
-            data_note=(None if name in ("gpu_epoch", "peer", "malloc") else split.note),
+            data_note=(None if name in ("gpu_epoch", "peer", "malloc") else laptop_track.DATA_NOTE if name == "laptop_track"
+                       else split.note),
             quick=args.quick,
             command="python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
             load_average_before=[round(v, 2) for v in before],
@@ -172,4 +174,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from course_utils.allocator import keep_freed_memory
+
+    keep_freed_memory()  # measure as train.py trains (the malloc row sets each child's allocator itself)
     sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import re
 import subprocess
@@ -382,9 +383,12 @@ def test_peer_files_hold_the_offline_copy_in_airbenchs_format(tmp_path, cifar10,
 def test_laptop_track_row_trains_the_config_once_and_judges_the_target_on_test(tmp_path, data_dir):
     """``--only laptop_track --quick``: one tiny run of configs/fast_laptop.yaml on all training images (no
     validation split); the row's minutes are its epochs' and the target is judged on its final test accuracy."""
+    from course_utils.allocator import OPT_OUT, TUNABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", OPT_OUT)}
     result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--device", "cpu", "--only", "laptop", "--quick",
                              "--threads", "1", "--out", str(tmp_path), "--data-dir", str(data_dir)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     payload = json.loads((tmp_path / "laptop_track.json").read_text())
     (row,) = payload["rows"]
@@ -399,6 +403,9 @@ def test_laptop_track_row_trains_the_config_once_and_judges_the_target_on_test(t
     assert (row["minutes_to_target"] is not None) == reached
     assert payload["target"]["met"] == (reached and row["train_minutes"] <= payload["target_minutes"])
     assert "min to 89.5%" in result.stdout and payload["machine"]["device_name"] in result.stdout
+    if platform.libc_ver()[0] == "glibc":
+        assert payload["machine"]["glibc_tunables"] == TUNABLES and TUNABLES in result.stdout, \
+            "the benchmarks should train with the allocator setting train.py uses, and say so"
 
 
 def test_malloc_row_times_both_allocators_in_fresh_processes(tmp_path):
