@@ -51,7 +51,7 @@ def run(device: torch.device, out_dir: Path, *, quick: bool = False, data_dir=No
            "minutes_to_target": train_seconds / 60 if reached else None}
     met = reached and train_seconds / 60 <= TARGET_MINUTES
     return {"benchmark": NAME, "title": f"Minutes to {100 * TARGET_TEST_ACC:.1f}% test accuracy: {CONFIG}, seed 0",
-            "device": str(device), "rows": [row], "target_test_acc": TARGET_TEST_ACC, "target_minutes": TARGET_MINUTES,
+            "device": str(device), "data_source": result.final["data_source"], "data_note": DATA_NOTE, "rows": [row], "target_test_acc": TARGET_TEST_ACC, "target_minutes": TARGET_MINUTES,
             "target": {"what": f"{CONFIG} at {100 * TARGET_TEST_ACC:.1f}% test within {TARGET_MINUTES:g} min of training",
                        "met": met},
             "notes": ["minutes are the run's own epoch times (training only); the final evaluation is apart",

@@ -72,7 +72,8 @@ def measure(tuned: bool, steps: int, width: int, batch: int) -> dict:
 def run(device: torch.device, *, quick: bool = False, log=print) -> dict:
     if device.type != "cpu":
         return {"benchmark": NAME, "title": "glibc allocator: a CPU setting (skipped on a GPU)", "device": str(device),
-                "baseline": BASELINE, "rows": [], "ratio_rounds": [], "skipped": "the setting concerns CPU training"}
+                "data_source": "random", "baseline": BASELINE, "rows": [], "ratio_rounds": [],
+                "skipped": "the setting concerns CPU training"}
     rounds, steps, width, batch = (1, 1, 8, 50) if quick else (3, 6, 64, 1000)
     log(f"malloc: {rounds} rounds, each a fresh process per allocator timing {steps} steps of fast_laptop.yaml's "
         f"step (width {width}, batch {batch}, fp32) after 2 warm-up steps")
@@ -88,7 +89,7 @@ def run(device: torch.device, *, quick: bool = False, log=print) -> dict:
     ratio_rounds = [b["seconds_per_step"] / t["seconds_per_step"] for b, t in zip(results[BASELINE], results[TUNED])]
     speedup = rows[0]["seconds_per_step"] / rows[1]["seconds_per_step"]
     return {"benchmark": NAME, "title": f"glibc allocator: default vs kept memory, fast_laptop.yaml's step, batch {batch}",
-            "device": str(device), "baseline": BASELINE, "rows": rows, "speedup": speedup, "ratio_rounds": ratio_rounds}
+            "device": str(device), "data_source": "random", "baseline": BASELINE, "rows": rows, "speedup": speedup, "ratio_rounds": ratio_rounds}
 
 
 def format_result(payload: dict) -> str:

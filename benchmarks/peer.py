@@ -166,7 +166,8 @@ def run(device: torch.device, out_dir: Path, *, quick: bool = False, seeds: int 
                       "matches": ours["test_acc"] >= peer["test_acc"] - 0.002 and ours["seconds"] <= 1.3 * peer["seconds"]}
     return {"benchmark": NAME, "title": "airbench94 beside the course's fast_gpu_50k.yaml, same device, same data",
             "device": str(device), "baseline": PEER, "rows": [peer, ours], "runs": rows, "peer_skipped": peer_skip,
-            "comparison": comparison, "peer_files": written, "budget_seconds": budget_seconds,
+            "comparison": comparison, "peer_files": written, "data_source": written["source"],
+            "budget_seconds": budget_seconds,
             "notes": ["seconds: one call's wall time after the device finished (train94; engine.train without its "
                       "final evaluation); the mean leaves out each side's first (cold) run when there are two or more",
                       "accuracy: the test set with 6-view test-time augmentation (airbench's tta_level 2, the "

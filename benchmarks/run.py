@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     machine["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES")  # the allocator every in-process row ran with
     print(common.machine_line(machine) + f"; GLIBC_TUNABLES {machine['glibc_tunables'] or 'unset'}")
     split = None
-    if {"input_pipeline", "training", "precision", "compile", "time_to_accuracy", "laptop_track"} & set(args.only):
+    if {"input_pipeline", "training", "precision", "compile", "time_to_accuracy"} & set(args.only):
         split = common.load_train_split(args.data_dir)
         print(f"data: {split.source}, the 40k train split of split_train_val(seed 42): {split.note}")
     if "gpu_epoch" in args.only:
@@ -148,10 +148,10 @@ def main(argv=None) -> int:
             other_processes_cpu_share=foreign.share,
             unreliable_because=common.load_verdict(foreign.share, payload.get("ratio_rounds")),
             machine=machine,
-            data_source=("random uint8" if name == "gpu_epoch" else "random" if name == "malloc"
-                         else payload["peer_files"]["source"] if name == "peer" else split.source),
-            data_note=(None if name in ("gpu_epoch", "peer", "malloc") else laptop_track.DATA_NOTE if name == "laptop_track"
-                       else split.note),
+            # a benchmark that reads its own data says which (peer, malloc, laptop_track); the others share the split
+            data_source=(payload["data_source"] if "data_source" in payload else "random uint8" if name == "gpu_epoch"
+                         else split.source),
+            data_note=(payload.get("data_note") if "data_source" in payload or name == "gpu_epoch" else split.note),
             quick=args.quick,
             command="python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
             load_average_before=[round(v, 2) for v in before],
