@@ -20,7 +20,7 @@ from course_utils.engine import load_run, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"
-SPEED_CONFIGS = ["fast.yaml", "fast_bf16.yaml", "fast_muon.yaml", "fast_laptop.yaml", "fast_gpu.yaml", "fast_gpu_50k.yaml", "full_fast.yaml",
+SPEED_CONFIGS = ["fast.yaml", "fast_bf16.yaml", "fast_muon.yaml", "fast_laptop.yaml", "fast_laptop_30.yaml", "fast_gpu.yaml", "fast_gpu_50k.yaml", "full_fast.yaml",
                  "gpu.yaml"]
 REPEATABLE_CONFIGS = ["config.yaml", "laptop.yaml", "smoke.yaml", "vit_sgd.yaml", "vit_adamw.yaml"]
 
