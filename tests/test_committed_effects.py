@@ -137,12 +137,24 @@ def test_lesson_12_laptop_track_runs_are_their_config_on_all_images_within_its_m
         assert run.final["last"]["test"]["accuracy"] > 0.895, "every seed reached 89.5% test, the bench row's target"
 
 
-def test_lesson_12_laptop_track_meets_90_in_20_minutes_and_ten_more_minutes_gain_on_every_seed():
+def test_lesson_12_laptop_track_first_30_minute_runs_are_the_config_at_21_epochs():
+    for seed in SEEDS:
+        run = load_run(LAPTOP / f"fast-laptop-21ep-seed{seed}")
+        assert run.finished and run.config == load_config(CONFIG_DIR / "fast_laptop_30.yaml", ["epochs=21", f"seed={seed}"])
+        assert len(run.metrics) == 21
+
+
+def test_lesson_12_laptop_track_meets_90_in_20_minutes_and_more_epochs_gain_on_every_seed():
     test = {name: [load_run(LAPTOP / f"{name}-seed{seed}").final["last"]["test"]["accuracy"] for seed in SEEDS]
-            for name in ("fast-laptop", "fast-laptop-30")}
+            for name in ("fast-laptop", "fast-laptop-21ep", "fast-laptop-30")}
     assert np.mean(test["fast-laptop"]) >= 0.900, f"the 20-minute mean fell to {100 * np.mean(test['fast-laptop']):.2f}%"
+    # the lesson reads 14 -> 23 epochs as a gain (both seeds, ~1.5 standard errors of a difference) and 21 -> 23
+    # only as "did not hurt"
     gains = [longer - shorter for shorter, longer in zip(test["fast-laptop"], test["fast-laptop-30"])]
-    assert min(gains) > 0, f"the 21-epoch runs no longer beat the 14-epoch ones seed by seed: {gains}"
+    assert min(gains) > 0.004, f"the 23-epoch runs no longer beat the 14-epoch ones by 0.4 points seed by seed: {gains}"
+    assert min(b - a for a, b in zip(test["fast-laptop-21ep"], test["fast-laptop-30"])) >= 0, "23 epochs fell below 21"
+    # the lesson states the 30-minute target as missed, by 0.04 points
+    assert 0.9090 <= np.mean(test["fast-laptop-30"]) < 0.910, f"the 30-minute mean is {100 * np.mean(test['fast-laptop-30']):.2f}%"
 
 
 # --------------------------------------------------------------------------- lesson 07: label smoothing, overconfident
