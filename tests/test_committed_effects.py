@@ -278,20 +278,19 @@ def test_lesson_11_resnet56_beats_resnet20_by_3_standard_errors_without_memorizi
         "the lesson says neither depth memorizes its training images here"
 
 
-PART1 = REPO / "experiments" / "laptop"  # lesson 11 Part 1: depth-<model>/seed<k>, 3 seeds, 1,000 images memorized
-PART1_MODELS, PART1_SEEDS = ("resnet18", "resnet34", "resnet50"), (0, 1, 2)
+PART1_MODELS, PART1_SEEDS = ("resnet18", "resnet34", "resnet50"), (0, 1, 2)  # lesson 11 Part 1: depth-<model>/seed<k>
 
 
-def _part1_accuracies(model: str, split: str) -> np.ndarray:
-    return np.array([100 * load_run(PART1 / f"depth-{model}" / f"seed{seed}").final["last"][split]["accuracy"]
-                     for seed in PART1_SEEDS])
+def _part1_accuracies(split: str) -> dict[str, np.ndarray]:
+    return {model: np.array([100 * load_run(LAPTOP / f"depth-{model}" / f"seed{seed}").final["last"][split]["accuracy"]
+                             for seed in PART1_SEEDS]) for model in PART1_MODELS}
 
 
 def test_lesson_11_part1_runs_differ_only_in_network_and_seed_and_all_memorize():
-    base = load_run(PART1 / "depth-resnet18" / "seed0").config.to_dict()
+    base = load_run(LAPTOP / "depth-resnet18" / "seed0").config.to_dict()
     for model in PART1_MODELS:
         for seed in PART1_SEEDS:
-            run = load_run(PART1 / f"depth-{model}" / f"seed{seed}")
+            run = load_run(LAPTOP / f"depth-{model}" / f"seed{seed}")
             assert run.finished and len(run.metrics) == 20
             config = run.config.to_dict()
             assert {k for k, v in config.items() if base[k] != v} <= {"model", "seed"}
@@ -300,11 +299,13 @@ def test_lesson_11_part1_runs_differ_only_in_network_and_seed_and_all_memorize()
 
 
 def test_lesson_11_part1_resnet34_is_below_resnet18_on_both_sets_and_resnet50_unresolved():
+    gaps50 = []
     for split in ("val", "test"):
-        gap = _part1_accuracies("resnet34", split) - _part1_accuracies("resnet18", split)
-        se = np.hypot(*(_part1_accuracies(m, split).std(ddof=1) / np.sqrt(len(PART1_SEEDS)) for m in ("resnet34", "resnet18")))
-        assert gap.mean() < -1 and -gap.mean() >= 2 * se, f"{split}: ResNet-34 - ResNet-18 = {gap.mean():+.2f} ± {se:.2f}"
-    gaps50 = [(_part1_accuracies("resnet50", split) - _part1_accuracies("resnet18", split)).mean() for split in ("val", "test")]
+        accuracies = _part1_accuracies(split)
+        (mean34, se34), (mean18, se18) = (mean_and_standard_error(accuracies[m]) for m in ("resnet34", "resnet18"))
+        gap, se = mean34 - mean18, np.hypot(se34, se18)
+        assert gap < -1 and -gap >= 2 * se, f"{split}: ResNet-34 - ResNet-18 = {gap:+.2f} ± {se:.2f}"
+        gaps50.append((accuracies["resnet50"] - accuracies["resnet18"]).mean())
     assert gaps50[0] * gaps50[1] < 0, f"the lesson reads ResNet-50's gaps as of opposite sign on the two sets: {gaps50}"
 
 
