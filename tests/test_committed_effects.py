@@ -137,24 +137,40 @@ def test_lesson_12_laptop_track_runs_are_their_config_on_all_images_within_its_m
         assert run.final["last"]["test"]["accuracy"] > 0.895, "every seed reached 89.5% test, the bench row's target"
 
 
-def test_lesson_12_laptop_track_first_30_minute_runs_are_the_config_at_21_epochs():
+@pytest.mark.parametrize("epochs", [21, 23])
+def test_lesson_12_laptop_track_runs_before_the_translation_choice_are_the_30_minute_config_with_2_pixels(epochs):
     for seed in SEEDS:
-        run = load_run(LAPTOP / f"fast-laptop-21ep-seed{seed}")
-        assert run.finished and run.config == load_config(CONFIG_DIR / "fast_laptop_30.yaml", ["epochs=21", f"seed={seed}"])
-        assert len(run.metrics) == 21
+        run = load_run(LAPTOP / f"fast-laptop-{epochs}ep-seed{seed}")
+        assert run.finished and run.config == load_config(CONFIG_DIR / "fast_laptop_30.yaml",
+                                                          [f"epochs={epochs}", "crop_padding=2", f"seed={seed}"])
+        assert len(run.metrics) == epochs
 
 
-def test_lesson_12_laptop_track_meets_90_in_20_minutes_and_more_epochs_gain_on_every_seed():
+def test_lesson_12_30_minute_translation_was_chosen_on_validation_by_its_rule():
+    """The pair on the 40k split differs only in crop_padding, and 4 pixels won on validation with TTA (the rule
+    the lesson states); the lesson calls the lead a tie within the noise, so it must stay under 2 standard errors."""
+    two, four = (load_run(LAPTOP / "fast-laptop-30-val" / f"{arm}-seed0") for arm in ("baseline", "crop-padding-4"))
+    assert two.config == load_config(CONFIG_DIR / "fast_laptop_30.yaml", ["val_size=10000", "crop_padding=2", "seed=0"])
+    assert four.config == load_config(CONFIG_DIR / "fast_laptop_30.yaml", ["val_size=10000", "seed=0"])
+    assert four.config.crop_padding == 4 and two.finished and four.finished
+    val = [run.final["last"]["val"]["accuracy"] for run in (two, four)]
+    noise = np.sqrt(sum(a * (1 - a) / 10_000 for a in val))  # sampling error of a difference of two accuracies
+    assert 0 < val[1] - val[0] < 2 * noise, f"validation {100 * val[0]:.2f}% -> {100 * val[1]:.2f}%"
+
+
+def test_lesson_12_laptop_track_meets_90_in_20_minutes_and_its_30_minute_steps_read_as_the_lesson_says():
     test = {name: [load_run(LAPTOP / f"{name}-seed{seed}").final["last"]["test"]["accuracy"] for seed in SEEDS]
-            for name in ("fast-laptop", "fast-laptop-21ep", "fast-laptop-30")}
+            for name in ("fast-laptop", "fast-laptop-21ep", "fast-laptop-23ep", "fast-laptop-30")}
     assert np.mean(test["fast-laptop"]) >= 0.900, f"the 20-minute mean fell to {100 * np.mean(test['fast-laptop']):.2f}%"
     # the lesson reads 14 -> 23 epochs as a gain (both seeds, ~1.5 standard errors of a difference) and 21 -> 23
     # only as "did not hurt"
-    gains = [longer - shorter for shorter, longer in zip(test["fast-laptop"], test["fast-laptop-30"])]
+    gains = [longer - shorter for shorter, longer in zip(test["fast-laptop"], test["fast-laptop-23ep"])]
     assert min(gains) > 0.004, f"the 23-epoch runs no longer beat the 14-epoch ones by 0.4 points seed by seed: {gains}"
-    assert min(b - a for a, b in zip(test["fast-laptop-21ep"], test["fast-laptop-30"])) >= 0, "23 epochs fell below 21"
-    # the lesson states the 30-minute target as missed, by 0.04 points
-    assert 0.9090 <= np.mean(test["fast-laptop-30"]) < 0.910, f"the 30-minute mean is {100 * np.mean(test['fast-laptop-30']):.2f}%"
+    assert min(b - a for a, b in zip(test["fast-laptop-21ep"], test["fast-laptop-23ep"])) >= 0, "23 epochs fell below 21"
+    # 2 -> 4 pixels on all 50,000 images: read as a tie, each seed inside the noise of a difference (0.41 points)
+    assert all(abs(b - a) < 0.0041 for a, b in zip(test["fast-laptop-23ep"], test["fast-laptop-30"]))
+    # the lesson states the 30-minute target as missed, by 0.10 points
+    assert 0.9085 <= np.mean(test["fast-laptop-30"]) < 0.910, f"the 30-minute mean is {100 * np.mean(test['fast-laptop-30']):.2f}%"
 
 
 # --------------------------------------------------------------------------- lesson 07: label smoothing, overconfident
